@@ -45,7 +45,7 @@ from kukeon.runtime.containerd.layersize import UnpackLimits
 from kukeon.runtime.containerd.zstdwindow import WINDOWS
 from kukeon.runtime.hostthreads import close_host_threads, open_host_threads, run_on_host_thread
 from kukeon.runtime.idranges import IdRangeError
-from kukeon.runtime.network import NetworkSettings, SpaceNetworks
+from kukeon.runtime.network import NetworkSettings, NftEgress, SpaceNetworks
 from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
 from kukeon.store.encryption import Keyring
 from kukeon.store.events import EventStore
@@ -354,7 +354,10 @@ class Daemon:
                 netns_dir=config.netns_dir,
                 nft_table=config.nft_table,
                 instance=config.instance,
-            )
+            ),
+            egress=NftEgress(
+                table=config.nft_table, cell_connections_limit=config.cell_connections_limit
+            ),
         )
         host = Host(
             settings=host_settings(config, root_pids_limit=root_limit),

@@ -58,6 +58,7 @@ from kukeon.runtime.idranges import (
     PoolSettings,
 )
 from kukeon.runtime.network.bridge import instance_tag
+from kukeon.runtime.network.egress import CELL_CONNECTIONS_MAX, DEFAULT_CELL_CONNECTIONS
 from kukeon.store.endpoints import UNIX_SCHEMES, endpoint_scheme, split_endpoint, unix_socket_path
 
 ENV_PREFIX = "KUKEON_"
@@ -115,6 +116,12 @@ class DaemonConfig(BaseModel):
     netns_dir: Path = Path("/var/run/netns")
     nft_table: str = "kukeon"
     """The `inet` table holding the egress chains (one per kukeond sharing a host)."""
+    cell_connections_limit: int = Field(
+        default=DEFAULT_CELL_CONNECTIONS, ge=0, le=CELL_CONNECTIONS_MAX
+    )
+    """Connections (the host's conntrack entries) a bridged cell may hold; its new ones past
+    it are dropped, so no cell fills the host's table, which drops every new connection of
+    the host once full (0: no limit)."""
     insecure_registries: tuple[str, ...] = ()
     """Registries (`host[:port]`; no port: every port of the host) spoken to over plain
     HTTP, and the only ones on the node itself (loopback, link-local, `localhost`, the

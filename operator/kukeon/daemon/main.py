@@ -186,6 +186,14 @@ FLAGS: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
         },
     ),
     (
+        "--cell-connections-limit",
+        {
+            "type": _count,
+            "help": "Connections (host conntrack entries) each bridged cell may hold; its new "
+            "ones past it are dropped; 0: no limit (default 16384).",
+        },
+    ),
+    (
         "--image-import-max-bytes",
         {
             "type": _count,

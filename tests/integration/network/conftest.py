@@ -27,6 +27,7 @@ from kukeon.runtime.network import (
     bridge_name,
 )
 from kukeon.runtime.network.cni import DEFAULT_PLUGIN_DIRS
+from kukeon.runtime.network.egress import DEFAULT_CELL_CONNECTIONS, NftEgress
 from tests.fixtures.hostleaks import (
     own_netns_prefix,
     own_nft_table,
@@ -199,8 +200,11 @@ class NetworkHarness:
         run("nft", "delete", "table", "inet", self.settings.nft_table)
 
 
-@pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[NetworkHarness]:
+def new_harness(
+    tmp_path: Path, *, cell_connections_limit: int = DEFAULT_CELL_CONNECTIONS
+) -> NetworkHarness:
+    """A harness on private names (its nft table, netns and state directory registered for
+    the leak checks), its spaces' cells limited to ``cell_connections_limit`` connections."""
     require_network_host()
     suffix = secrets.token_hex(3)
     own_nft_table(f"kukeon_test_{suffix}")
@@ -211,7 +215,13 @@ async def harness(tmp_path: Path) -> AsyncIterator[NetworkHarness]:
         subnet_pool=random_pool(),
     )
     own_state_dir(settings.state_dir)
-    harness = NetworkHarness(networks=SpaceNetworks(settings=settings), suffix=suffix)
+    egress = NftEgress(table=settings.nft_table, cell_connections_limit=cell_connections_limit)
+    return NetworkHarness(networks=SpaceNetworks(settings=settings, egress=egress), suffix=suffix)
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[NetworkHarness]:
+    harness = new_harness(tmp_path)
     try:
         yield harness
     finally:

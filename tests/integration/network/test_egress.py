@@ -93,6 +93,7 @@ async def test_default_deny_allows_only_listed_cidr_and_port(harness: NetworkHar
         counters_after = await harness.networks.egress.counters(bridge=client_status.bridge_name)
         assert [c.name for c in counters_after] == [
             "spoofed",
+            "cell-connections",
             "other-realm-invalid",
             "other-realm",
             "established",
@@ -127,7 +128,7 @@ async def test_replacing_and_removing_chains_keeps_other_spaces(harness: Network
     await egress.apply(bridge="kk-x-one", realm="x", subnet=one, policy=policy)
     listing = json.loads(run("nft", "-j", "list", "table", "inet", table, check=True).stdout)
     rules = [i["rule"] for i in listing["nftables"] if "rule" in i]
-    assert sum(r["chain"] == "egress-kk-x-one" for r in rules) == 7
+    assert sum(r["chain"] == "egress-kk-x-one" for r in rules) == 8
     assert sum(r["chain"] == "forward" for r in rules) == 1
     assert sum(r["chain"] == "input" for r in rules) == 1
     one_rule = next(r for r in rules if r.get("comment") == "rule-0")

@@ -137,6 +137,7 @@ def test_a_deny_space_ends_its_chain_in_a_drop_after_each_allowed_destination() 
     comments = [rule.get("comment") for rule in rules]
     assert comments == [
         "spoofed",
+        "cell-connections",
         None,
         "other-realm-invalid",
         OTHER_REALM_COMMENT,
@@ -145,7 +146,7 @@ def test_a_deny_space_ends_its_chain_in_a_drop_after_each_allowed_destination() 
         "rule-1",
         "default",
     ]
-    host_rule, cidr_rule, default = rules[5:]
+    host_rule, cidr_rule, default = rules[6:]
     assert host_rule["expr"][0]["match"]["right"] == "192.0.2.10"
     assert host_rule["expr"][1]["match"]["right"] == 443
     assert host_rule["expr"][-1] == {"accept": None}
@@ -157,6 +158,7 @@ def test_a_space_without_egress_accepts_by_default() -> None:
     rules = _space_chain(_space().spec)
     assert [rule.get("comment") for rule in rules] == [
         "spoofed",
+        "cell-connections",
         None,
         "other-realm-invalid",
         "other-realm",

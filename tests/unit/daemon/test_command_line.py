@@ -44,6 +44,7 @@ FLAGS = {
     "--image-storage-max-bytes": "image_storage_max_bytes",
     "--realm-pids-limit": "realm_pids_limit",
     "--host-reserved-pids": "host_reserved_pids",
+    "--cell-connections-limit": "cell_connections_limit",
     "--image-import-max-bytes": "image_import_max_bytes",
     "--image-unpacked-max-bytes": "image_unpacked_max_bytes",
     "--image-zstd-window-budget-bytes": "image_zstd_window_budget_bytes",
@@ -202,3 +203,11 @@ def test_help_lists_every_flag(capsys: pytest.CaptureFixture[str]) -> None:
     for flag in FLAGS:
         assert flag in printed
     assert "10% of the host's limit" in " ".join(printed.split())
+
+
+def test_a_cell_connections_limit_is_a_count_nft_can_hold() -> None:
+    assert DaemonConfig().cell_connections_limit == 16384
+    assert DaemonConfig.model_validate({"cellConnectionsLimit": 0}).cell_connections_limit == 0
+    for wrong in (-1, 2**31):
+        with pytest.raises(ValueError, match=r"cell_connections_limit|cellConnectionsLimit"):
+            DaemonConfig.model_validate({"cellConnectionsLimit": wrong})

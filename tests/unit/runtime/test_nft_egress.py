@@ -83,6 +83,7 @@ def test_space_chain_rule_order() -> None:
     rules = space_rules(batch, chain_name("kk-a-b"))
     assert [r.get("comment") for r in rules] == [
         "spoofed",
+        "cell-connections",
         None,
         "other-realm-invalid",
         "other-realm",
@@ -91,7 +92,7 @@ def test_space_chain_rule_order() -> None:
         "rule-1",
         "default",
     ]
-    spoofed, intra, invalid, other_realm, established, first, second, default = rules
+    spoofed, connections, intra, invalid, other_realm, established, first, second, default = rules
     # First, before the same-bridge return: a source a cell wrote opens no conntrack flow.
     assert spoofed["expr"] == [
         {
@@ -99,6 +100,20 @@ def test_space_chain_rule_order() -> None:
                 "op": "!=",
                 "left": {"payload": {"protocol": "ip", "field": "saddr"}},
                 "right": {"prefix": {"addr": "10.88.3.0", "len": 24}},
+            }
+        },
+        {"counter": {"packets": 0, "bytes": 0}},
+        {"drop": None},
+    ]
+    # Then a new connection of a cell holding its limit in conntrack (16384 by default).
+    assert connections["expr"] == [
+        {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["new"]}},
+        {
+            "set": {
+                "op": "add",
+                "elem": {"payload": {"protocol": "ip", "field": "saddr"}},
+                "set": "@cell_connections",
+                "stmt": [{"ct count": {"val": 16384, "inv": True}}],
             }
         },
         {"counter": {"packets": 0, "bytes": 0}},
@@ -162,7 +177,7 @@ def test_default_allow_and_single_port() -> None:
         table="t", bridge="b", realm="r", subnet=NET, default="allow", rules=[rule]
     )
     rules = space_rules(batch, "egress-b")
-    assert rules[5]["expr"][1]["match"]["right"] == 22
+    assert rules[6]["expr"][1]["match"]["right"] == 22
     assert rules[-1]["expr"][-1] == {"accept": None}
     json.dumps(batch)  # serialisable as is
 
@@ -336,6 +351,21 @@ async def test_missing_nft_names_the_package(
 def test_ipv6_cidr_rules_match_ip6_daddr() -> None:
     rule = ResolvedRule(destinations=(IPv6Network("fd00::/8"),), ports=(443,))
     batch = render_apply(table="t", bridge="b", realm="r", subnet=NET, default="deny", rules=[rule])
-    first = space_rules(batch, "egress-b")[5]
+    first = space_rules(batch, "egress-b")[6]
     assert first["expr"][0]["match"]["left"] == {"payload": {"protocol": "ip6", "field": "daddr"}}
     assert first["expr"][0]["match"]["right"] == {"prefix": {"addr": "fd00::", "len": 8}}
+
+
+def test_a_cell_connections_limit_of_0_writes_no_rule() -> None:
+    limited = render_apply(
+        table="t", bridge="b", realm="r", subnet=NET, default="allow", rules=[],
+        cell_connections=5,
+    )  # fmt: skip
+    unlimited = render_apply(
+        table="t", bridge="b", realm="r", subnet=NET, default="allow", rules=[],
+        cell_connections=0,
+    )  # fmt: skip
+    assert space_rules(limited, "egress-b")[1]["expr"][1]["set"]["stmt"] == [
+        {"ct count": {"val": 5, "inv": True}}
+    ]
+    assert "cell-connections" not in [r.get("comment") for r in space_rules(unlimited, "egress-b")]

@@ -5,10 +5,12 @@ Layout of the one table kukeon owns (``inet kukeon`` by default)::
     map egress_bridges { type ifname : verdict; "<bridge>" : jump egress-<bridge>, ... }
     set bridges { type ifname; "<bridge>", ... }            # every space's bridge
     set realm-<hash> { type ifname; "<bridge>", ... }       # the bridges of one realm
+    set cell_connections { type ipv4_addr; flags dynamic; }  # per-source conntrack counts
     chain forward { type filter hook forward priority filter; iifname vmap @egress_bridges }
     chain input   { type filter hook input   priority filter; iifname vmap @egress_bridges }
     chain egress-<bridge> {
         ip saddr != <subnet> counter drop      # a source not the space's: spoofed
+        ct state new add @cell_connections { ip saddr ct count over <limit> } counter drop
         oifname "<bridge>" return              # cell to cell on the same bridge
         oifname @bridges oifname != @realm-<hash> ct state invalid,untracked counter drop
         oifname @bridges oifname != @realm-<hash> ct status ! dnat counter drop   # other realms
@@ -43,6 +45,13 @@ Why this shape:
   realm's cell to a cell of a second space of the sender's realm made that second cell's
   datagrams to it the flow's replies, ``established``, past ``other-realm`` both ways.
   Dropped in the filter hooks, the packet's conntrack entry is never confirmed.
+* A cell may hold at most ``cellConnectionsLimit`` connections in the host's conntrack
+  table (``cell-connections``; kukeond's setting, 0: no rule): past it, its new ones are
+  dropped before conntrack confirms them. The table (``nf_conntrack_max``) is the whole
+  host's: once full, the kernel drops every new connection of every realm and of the host
+  itself, and one cell sending UDP to many ports filled it (each datagram to a new port
+  is an entry that lives 30 s). The count is per source address, so per cell; it counts
+  what is still in conntrack (a closed TCP connection's TIME_WAIT entry not).
 * The input hook is covered as well: a cell talking to the host's own addresses (the
   gateway, or any local service) is egress from the cell's point of view.
 * A drop in this table wins over ACCEPTs in iptables-nft's tables, because every base chain
@@ -87,6 +96,15 @@ DEFAULT_COMMENT = "default"
 OTHER_REALM_COMMENT = "other-realm"
 OTHER_REALM_INVALID_COMMENT = "other-realm-invalid"
 SPOOFED_COMMENT = "spoofed"
+CELL_CONNECTIONS_COMMENT = "cell-connections"
+CELL_CONNECTIONS_SET = "cell_connections"
+DEFAULT_CELL_CONNECTIONS = 16384
+"""Connections a cell may hold in the host's conntrack table unless kukeond's
+``cellConnectionsLimit`` says: 16 cells at it fill a 262,144-entry table."""
+CELL_CONNECTIONS_MAX = 2**31 - 1
+"""nft's ``ct count`` holds a 32-bit count."""
+CELL_CONNECTIONS_SOURCES = 65536
+"""Source addresses the set counts for at once: a /16 pool's."""
 NO_CONNECTION = ("invalid", "untracked")
 """The conntrack states of a packet conntrack tied to no connection (an ICMP error quoting
 none it accepts, a TCP segment out of every window...)."""
@@ -258,12 +276,13 @@ def _dispatch_commands(table: str) -> list[dict[str, Any]]:
 
 
 def _space_chain_head(
-    table: str, bridge: str, realm: str, subnet: IPv4Network
+    table: str, bridge: str, realm: str, subnet: IPv4Network, cell_connections: int
 ) -> list[dict[str, Any]]:
     """The space chain emptied, then what is decided before any rule of the space's policy.
 
     An IPv4 packet whose source is not in the space's ``subnet`` is dropped (a cell wrote
-    it), traffic back into the same bridge returns untouched (cell to cell), what goes to
+    it), a new connection of a cell holding ``cell_connections`` already too (unless 0),
+    traffic back into the same bridge returns untouched (cell to cell), what goes to
     another realm's bridge is dropped unless it belongs to a connection a host port DNAT'd
     there (``other-realm``; ``other-realm-invalid`` for a packet of no connection, on which
     ``ct status`` matches nothing), then established or related packets are accepted.
@@ -279,6 +298,7 @@ def _space_chain_head(
     # (comment, matches, verdict): each but the same-bridge return counted.
     rules: list[tuple[str | None, list[dict[str, Any]], str]] = [
         (SPOOFED_COMMENT, [_match("!=", saddr, _address_value(subnet))], "drop"),
+        *_cell_connections_rule(saddr, cell_connections),
         (None, [_match("==", oifname, bridge)], "return"),
         (OTHER_REALM_INVALID_COMMENT, [*to_other_realm, _ct_state(NO_CONNECTION)], "drop"),
         (OTHER_REALM_COMMENT, [*to_other_realm, not_dnat], "drop"),
@@ -297,6 +317,29 @@ def _space_chain_head(
             rule = _ref(table=table, chain=chain, comment=comment, expr=counted)
         commands.append({"add": {"rule": rule}})
     return commands
+
+
+def _cell_connections_rule(
+    saddr: dict[str, Any], limit: int
+) -> list[tuple[str | None, list[dict[str, Any]], str]]:
+    """A new connection of a source already holding ``limit`` in conntrack, dropped (none
+    for 0): the dynamic set keeps one count per source address."""
+    if not limit:
+        return []
+    count = {"ct count": {"val": limit, "inv": True}}
+    over = {"set": {"op": "add", "elem": saddr, "set": f"@{CELL_CONNECTIONS_SET}", "stmt": [count]}}
+    return [(CELL_CONNECTIONS_COMMENT, [_ct_state(("new",)), over], "drop")]
+
+
+def connections_set_script(table: str) -> str:
+    """The table and its ``cell_connections`` set, in nft's text syntax: its JSON (nft
+    1.0.6) cannot say ``dynamic``, and a set made without the flag is not the one the
+    kernel holds once a rule adds to it (each later ``add set`` of it was EEXIST)."""
+    return (
+        f"add table {FAMILY} {table}\n"
+        f"add set {FAMILY} {table} {CELL_CONNECTIONS_SET} "
+        f"{{ type ipv4_addr; size {CELL_CONNECTIONS_SOURCES}; flags dynamic; }}\n"
+    )
 
 
 def _match(op: str, left: dict[str, Any], right: Any) -> dict[str, Any]:
@@ -354,12 +397,14 @@ def render_apply(
     default: Literal["allow", "deny"],
     rules: Sequence[ResolvedRule],
     masquerade: bool = False,
+    cell_connections: int = DEFAULT_CELL_CONNECTIONS,
 ) -> dict[str, Any]:
     """The one nft transaction that installs (or replaces) ``bridge``'s space chain (pure),
     the bridge of a space of ``realm`` whose cells have their addresses in ``subnet``.
 
     The bridge joins the dispatch map last, once its chain holds the whole policy. With
-    ``masquerade``, the space's masquerade chain too (``masquerade``).
+    ``masquerade``, the space's masquerade chain too (``masquerade``). A cell holding
+    ``cell_connections`` in conntrack opens no more (0: no limit).
     """
     chain = chain_name(bridge)
     joins_map = {
@@ -371,7 +416,7 @@ def render_apply(
     }
     commands = [
         *_dispatch_commands(table),
-        *_space_chain_head(table, bridge, realm, subnet),
+        *_space_chain_head(table, bridge, realm, subnet, cell_connections),
         *_policy_rules(table, chain, default, rules),
         joins_map,
     ]
@@ -496,8 +541,11 @@ class NftEgress:
         table: str = DEFAULT_TABLE,
         nft_binary: str | None = None,
         resolver: Resolver = resolve_ipv4,
+        cell_connections_limit: int = DEFAULT_CELL_CONNECTIONS,
     ) -> None:
         self.table = table
+        self.cell_connections_limit = cell_connections_limit
+        self._connections_set_made = False
         self._nft = NftTable(table, nft_binary=nft_binary)
         self._resolver = resolver
         # Listing and then changing the table must not interleave between spaces.
@@ -528,9 +576,10 @@ class NftEgress:
             default=policy.default,
             rules=rules,
             masquerade=masquerade,
+            cell_connections=self.cell_connections_limit,
         )
         async with self._lock:
-            await self._nft.apply(batch, action=f"apply egress of {bridge}")
+            await self._apply_with_connections_set(batch, action=f"apply egress of {bridge}")
         return AppliedEgress(
             table=self.table,
             chain=chain_name(bridge),
@@ -538,6 +587,29 @@ class NftEgress:
             default=policy.default,
             rules=rules,
         )
+
+    async def _apply_with_connections_set(self, batch: Mapping[str, Any], *, action: str) -> None:
+        """``batch``, the set its ``cell-connections`` rules add to made first if it may be
+        missing: at the first apply, after a removal (the last deletes the table), and once
+        more when the batch fails (the table deleted since, a ``flush ruleset``)."""
+        made_now = await self._make_connections_set()
+        try:
+            await self._nft.apply(batch, action=action)
+        except NftError:
+            if made_now or not self.cell_connections_limit:
+                raise
+            self._connections_set_made = False
+            await self._make_connections_set()
+            await self._nft.apply(batch, action=action)
+
+    async def _make_connections_set(self) -> bool:
+        """Make the table's ``cell_connections`` set unless made already; whether it ran."""
+        if self._connections_set_made or not self.cell_connections_limit:
+            return False
+        script = connections_set_script(self.table)
+        await self._nft.apply_text(script, action="make the cell connections set")
+        self._connections_set_made = True
+        return True
 
     async def remove(self, *, bridge: str) -> bool:
         """Remove the space chain (and the table with the last one); whether anything went."""
@@ -547,6 +619,7 @@ class NftEgress:
             if batch is None:
                 return False
             await self._nft.apply(batch, action=f"remove egress of {bridge}")
+            self._connections_set_made = False  # gone if the table went
             await self._drop_empty_realm_sets()
             return True
 

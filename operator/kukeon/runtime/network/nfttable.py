@@ -87,7 +87,13 @@ class NftTable:
 
     async def apply(self, batch: Mapping[str, Any], *, action: str) -> None:
         """Apply one JSON batch (one transaction); ``action`` names it in the error."""
-        returncode, _, stderr = await self._exec(["-j", "-f", "-"], json.dumps(batch))
+        await self.apply_text(json.dumps(batch), action=action, json_syntax=True)
+
+    async def apply_text(self, script: str, *, action: str, json_syntax: bool = False) -> None:
+        """Apply one nft script (one transaction), in nft's text syntax unless
+        ``json_syntax``: what nft's JSON cannot say (a set's ``dynamic`` flag)."""
+        args = ["-j", "-f", "-"] if json_syntax else ["-f", "-"]
+        returncode, _, stderr = await self._exec(args, script)
         if returncode != 0:
             raise NftError(action=action, stderr=stderr)
 
