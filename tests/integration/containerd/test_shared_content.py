@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from kukeon.runtime.containerd import BlobDigestMismatchError, ContainerdClient
-from tests.fixtures.containerd import clean_namespace
+from tests.fixtures.containerd import fresh_namespace
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +28,8 @@ async def _chunks(data: bytes) -> AsyncIterator[bytes]:
 
 @pytest.fixture
 async def other_namespace(containerd_client: ContainerdClient) -> AsyncIterator[str]:
-    name = f"kt-{secrets.token_hex(4)}"
-    await containerd_client.namespaces.ensure(name, labels={"kukeon.io/test": "true"})
-    try:
+    async with fresh_namespace(containerd_client) as name:
         yield name
-    finally:
-        await clean_namespace(containerd_client, name)
 
 
 @pytest.mark.parametrize("extra", [0, 1], ids=["same size", "another size"])
