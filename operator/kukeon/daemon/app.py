@@ -57,7 +57,7 @@ from .bootstrap import ensure_defaults
 from .config import DaemonConfig
 from .cpleftovers import discard_dead_uploads
 from .endpoints import api_settings, cell_admission
-from .hostdirs import prepare_host_directories
+from .hostdirs import claim_host_directories, prepare_host_directories
 from .node import Fleet, start_fleet
 from .nodefacts import disk_pressure_inode_reserve, disk_pressure_reserve
 from .pidslimits import host_pids_limit, own_cgroups_inside, root_pids_limit
@@ -459,7 +459,9 @@ class Daemon:
 
 async def run_daemon(config: DaemonConfig) -> None:
     """Start kukeond and run until SIGTERM or SIGINT. Before anything else, this process
-    holds its state and run directories (``instancelock``: ``AlreadyRunningError``)."""
+    holds its state and run directories (``instancelock``: ``AlreadyRunningError``), once
+    it knows no other account may change them (the lock files are made in them)."""
+    claim_host_directories(config)
     with instancelock.held((config.state_dir, config.run_dir)):
         await _run_daemon(config)
 

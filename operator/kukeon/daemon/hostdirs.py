@@ -51,11 +51,27 @@ def share_run_dir(run_dir: Path, group: str | None) -> None:
         os.chmod(run_dir, DIR_MODE)
 
 
+def claim_host_directories(config: DaemonConfig) -> None:
+    """Create the state and run directories (``0750``) when missing; a ``StartupError``
+    when another account than root may change either, before kukeond puts or changes
+    anything in them. Blocking.
+
+    The check comes first: a path under ``/tmp`` may have been made by anyone before
+    kukeond started, as a directory of theirs or a link to any directory of the host
+    (``/etc``), and the run directory's ``chown``/``chmod``, the narrowing of both trees
+    and the lock files would all have been done there."""
+    for what, directory in (("state", config.state_dir), ("run", config.run_dir)):
+        try:
+            make_dirs(directory)
+        except OSError as error:
+            raise StartupError(f"cannot make the {what} directory {directory}: {error}") from error
+        refuse_if_changeable(what, directory)
+
+
 def prepare_host_directories(config: DaemonConfig, *, socket_group: str | None) -> None:
-    """Create the state and run directories (``0750``) and narrow what is in them; a
-    ``StartupError`` when another account than root may change either. Blocking."""
-    make_dirs(config.state_dir)
-    make_dirs(config.run_dir)
+    """Claim the state and run directories (:func:`claim_host_directories`), give the run
+    directory the socket's group and narrow what is in both. Blocking."""
+    claim_host_directories(config)
     share_run_dir(config.run_dir, socket_group)
     changed = narrow_tree(config.state_dir, keep=container_readable)
     changed += narrow_tree(config.run_dir)
@@ -66,8 +82,6 @@ def prepare_host_directories(config: DaemonConfig, *, socket_group: str | None) 
             config.state_dir,
             config.run_dir,
         )
-    for what, directory in (("state", config.state_dir), ("run", config.run_dir)):
-        refuse_if_changeable(what, directory)
 
 
 def refuse_if_changeable(what: str, directory: Path) -> None:

@@ -52,7 +52,10 @@ NARROWED_BITS = 0o027
 def make_dirs(path: Path, mode: int = DIR_MODE) -> None:
     """``mkdir -p`` giving every directory it creates ``mode``; existing ones are kept as are.
 
-    The mode is set with ``chmod`` after ``mkdir``, so it is exact whatever the umask.
+    The mode is set after ``mkdir``, so it is exact whatever the umask, on the directory
+    opened without following a link: in a directory another account may write, the new
+    one could be renamed away and a link to any directory put in its place meanwhile
+    (``OSError`` then).
     """
     missing: list[Path] = []
     current = path
@@ -66,7 +69,11 @@ def make_dirs(path: Path, mode: int = DIR_MODE) -> None:
             os.mkdir(directory, mode)
         except FileExistsError:
             continue  # made meanwhile by another thread; its creator set its mode
-        os.chmod(directory, mode)
+        descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchmod(descriptor, mode)
+        finally:
+            os.close(descriptor)
 
 
 def create_log_file(path: Path) -> None:

@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from kukeon.controllers.cellfiles import container_readable
 from kukeon.runtime.hostfiles import (
     DIR_MODE,
@@ -33,6 +35,29 @@ def test_make_dirs_gives_every_created_level_its_mode_whatever_the_umask(tmp_pat
     assert mode(tmp_path / "kept") == 0o755
     for level in ("a", "a/b", "a/b/c"):
         assert mode(tmp_path / "kept" / level) == DIR_MODE, level
+
+
+def test_make_dirs_sets_no_mode_through_a_link_swapped_in_after_its_mkdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a directory another account may write, the new directory can be renamed away and
+    a link to any directory put in its place between the mkdir and the chmod."""
+    host = tmp_path / "host-etc"
+    host.mkdir(mode=0o755)
+    host.chmod(0o755)
+    made = tmp_path / "theirs" / "state"
+    made.parent.mkdir()
+    real_mkdir = os.mkdir
+
+    def mkdir_then_swapped(path: os.PathLike[str] | str, mode: int = 0o777) -> None:
+        real_mkdir(path, mode)
+        os.rename(path, f"{os.fspath(path)}.moved")  # what the directory's owner may do
+        os.symlink(host, path)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_then_swapped)
+    with pytest.raises(OSError, match="Not a directory"):
+        make_dirs(made)
+    assert mode(host) == 0o755  # before: 0o750, the chmod followed the link
 
 
 def test_create_log_file_makes_it_0640_and_narrows_an_older_wider_one(tmp_path: Path) -> None:
