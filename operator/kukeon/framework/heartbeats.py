@@ -258,7 +258,7 @@ class Heartbeat:
         """Another lease holds the key: say whose, once per holder, and be displaced."""
         try:
             found = json.loads(kv.value)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested past the stack
             found = None
         holder = found if isinstance(found, dict) else {}
         host = str(holder.get("host") or "")
@@ -301,7 +301,7 @@ async def heartbeat_of(client: EtcdClient, prefix: str, node_name: str) -> dict[
         return None
     try:
         found = json.loads(response.kvs[0].value)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past the stack
         return {}
     return found if isinstance(found, dict) else {}
 

@@ -87,7 +87,7 @@ def _fields_missing(value: bytes, names: tuple[str, ...]) -> dict[str, str] | st
     """The string fields ``names`` of the JSON object ``value``, or why not."""
     try:
         data = json.loads(value)
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:  # RecursionError: nested past the stack
         return f"not JSON ({error})"
     if not isinstance(data, dict):
         return f"not a JSON object ({type(data).__name__})"

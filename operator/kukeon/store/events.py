@@ -60,7 +60,7 @@ class EventList(NamedTuple):
 def _decode(value: bytes, revision: int) -> Event | None:
     try:
         event = Event.model_validate(json.loads(value))
-    except (ValueError, ValidationError):
+    except (ValueError, ValidationError, RecursionError):  # RecursionError: nested too deep
         return None  # not ours to judge: an Event that does not read is not shown
     event.metadata.resource_version = str(revision)
     return event

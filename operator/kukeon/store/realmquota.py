@@ -631,11 +631,13 @@ class RealmQuotas:
 
 def limits_of(value: bytes) -> QuotaLimits:
     """The limits a stored realm document sets; what is not a valid limit counts as unset
-    (the document is untrusted: one that does not parse must not stop the index)."""
+    (the document is untrusted: one that does not parse must not stop the index; JSON
+    nested past Python's stack is json's RecursionError, which crashed the index for as long
+    as the document stayed)."""
     try:
         document = json.loads(value)
         quota = document["spec"]["quota"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         return NO_LIMITS
     if not isinstance(quota, dict):
         return NO_LIMITS

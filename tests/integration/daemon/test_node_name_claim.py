@@ -5,12 +5,14 @@ run that node's cells: two copies); the same installation coming back goes on.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
+import grpc
 import pytest
 from aetcd import rpc
 
@@ -74,6 +76,46 @@ async def test_a_name_claim_on_no_lease_holds_nothing(registry: Registry, tmp_pa
     )
     here = host_identity(tmp_path / "state", tmp_path / "machine-id")
     await check_node_name(client, prefix, node_name="n1", host=here, ttl=2)
+
+
+async def test_a_claim_nested_past_the_stack_is_an_unknown_holder(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """A node's heartbeat key holding JSON nested 5,000 deep on a live lease (put by hand):
+    json's RecursionError, no ValueError, came out of the start's name check (kukeond did
+    not start, with a traceback) and out of the heartbeat's look at the holder (its task
+    crashed at each try). Now it is a holder of unknown host: the start goes on, the
+    heartbeat is displaced and claims the name once that lease goes."""
+    client, prefix = registry.client, registry.key_prefix
+    key = f"{prefix}/leases/nodes/n1".encode()
+    granted = await client.leasestub.LeaseGrant(
+        rpc.LeaseGrantRequest(TTL=60, ID=0), metadata=client.metadata
+    )
+    await client.kvstub.Put(
+        rpc.PutRequest(key=key, value=b"[" * 5000 + b"]" * 5000, lease=granted.ID),
+        metadata=client.metadata,
+    )
+    here = host_identity(tmp_path / "state", tmp_path / "machine-id")
+    await check_node_name(client, prefix, node_name="n1", host=here, ttl=2)
+    beat = _heartbeat(registry, here)
+    running = asyncio.create_task(beat.run())
+    try:
+        await _until(lambda: beat.displaced is not None)
+        with pytest.raises(NodeNameTaken, match=r"held by another kukeond \(host unknown"):
+            beat.name_held()
+        await client.leasestub.LeaseRevoke(
+            rpc.LeaseRevokeRequest(ID=granted.ID), metadata=client.metadata
+        )
+        await _until(lambda: beat.displaced is None)
+        assert beat.name_held()
+        assert not running.done()
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        with contextlib.suppress(grpc.aio.AioRpcError):  # revoked above unless it failed
+            await client.leasestub.LeaseRevoke(
+                rpc.LeaseRevokeRequest(ID=granted.ID), metadata=client.metadata
+            )
 
 
 async def _until(condition: Callable[[], bool], within: float = 10.0) -> None:

@@ -492,18 +492,32 @@ async def _on_a_lease(registry: Registry, key: str, value: bytes, ttl: int = 60)
     return int(granted.ID)
 
 
+NESTED_PAST_THE_STACK = b"[" * 5000 + b"]" * 5000
+"""JSON Python's json cannot read: nested past its stack (a RecursionError, no ValueError)."""
+
+
+@pytest.mark.parametrize(
+    ("heartbeat", "leader_value"),
+    [(b"garbage{", b"\xff not json"), (NESTED_PAST_THE_STACK, NESTED_PAST_THE_STACK)],
+    ids=["garbage", "nested"],
+)
 async def test_garbage_in_heartbeat_and_leader_keys_is_an_unknown_holder_said_once(
-    registry: Registry, second_registry: Registry, caplog: pytest.LogCaptureFixture
+    registry: Registry,
+    second_registry: Registry,
+    caplog: pytest.LogCaptureFixture,
+    heartbeat: bytes,
+    leader_value: bytes,
 ) -> None:
     """A heartbeat or leader key whose value is not JSON (put by hand, on a lease) raised
-    a JSONDecodeError out of Operator.peers() and leader() at every call. Now: a peer
-    named by its key and a leader of unknown identity, one warning per bad version, the
-    operator running on, and back to normal once the value is fixed or its lease ends."""
+    a JSONDecodeError out of Operator.peers() and leader() at every call (JSON nested past
+    Python's stack a RecursionError, after that was fixed). Now: a peer named by its key
+    and a leader of unknown identity, one warning per bad version, the operator running
+    on, and back to normal once the value is fixed or its lease ends."""
     prefix = registry.key_prefix
     ghost = f"{prefix}/leases/nodes/ghost"
     leader_key = f"{prefix}/leases/leader/scheduler"
-    ghost_lease = await _on_a_lease(second_registry, ghost, b"garbage{")
-    held = await _on_a_lease(second_registry, leader_key, b"\xff not json")
+    ghost_lease = await _on_a_lease(second_registry, ghost, heartbeat)
+    held = await _on_a_lease(second_registry, leader_key, leader_value)
     runs: list[tuple[str, float]] = []
     op = _singleton_operator(registry, "alpha", runs)
     caplog.set_level(logging.WARNING, logger="kukeon.framework.leases")

@@ -114,3 +114,41 @@ async def test_list_is_per_realm_and_watch_sees_writes_and_expiry(registry: Regi
     assert [c.type for c in changes] == ["ADDED", "MODIFIED", "DELETED"]
     assert [c.event.count for c in changes] == [1, 2, 2]
     assert all(c.event.metadata.realm == "r" for c in changes)
+
+
+NESTED_PAST_THE_STACK = b"[" * 5000 + b"]" * 5000
+"""Valid JSON that Python's json cannot read: nested past its stack (a RecursionError)."""
+
+
+async def test_an_event_nested_past_the_stack_is_skipped_by_list_and_watch(
+    registry: Registry,
+) -> None:
+    """An Event key holding JSON nested 5,000 deep (put by hand, as etcdctl would): the
+    list raised json's RecursionError (``kukectl get events`` of the realm failed for as
+    long as the key stayed), the watch too. Now it is skipped as any Event that does not
+    read, and the good ones around it are listed and watched."""
+    store = _store(registry, ttl=60)
+    await store.record(_occurrence(reason="Before"))
+    bad = store.scope_prefix("r") + b"nested"
+    await registry.client.kvstub.Put(
+        rpc.PutRequest(key=bad, value=NESTED_PAST_THE_STACK), metadata=registry.client.metadata
+    )
+    listed = await store.list("r")
+    assert [e.reason for e in listed.items] == ["Before"]
+    changes: list[EventChange] = []
+
+    async def collect(stream: AsyncIterator[EventChange]) -> None:
+        async for change in stream:
+            changes.append(change)
+            return
+
+    watcher = asyncio.create_task(
+        collect(store.watch("r", resource_version=listed.resource_version))
+    )
+    await registry.client.kvstub.Put(  # a new version of the bad key, then a good Event
+        rpc.PutRequest(key=bad, value=NESTED_PAST_THE_STACK), metadata=registry.client.metadata
+    )
+    await store.record(_occurrence(reason="After"))
+    async with asyncio.timeout(20):
+        await watcher
+    assert [(c.type, c.event.reason) for c in changes] == [("ADDED", "After")]

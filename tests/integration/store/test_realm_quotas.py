@@ -171,3 +171,31 @@ async def test_a_new_index_counts_what_is_stored(registry: Registry) -> None:
         await registry.update(raised)
         await _until(lambda: quotas.limits("r").objects == 5)
         await registry.create(cell("r", "s", "st", "c2"))
+
+
+async def test_a_realm_document_nested_past_the_stack_does_not_stop_the_index(
+    registry: Registry,
+) -> None:
+    """A realm key holding JSON nested 5,000 deep (put by hand, as etcdctl would) raised
+    json's RecursionError out of the index's list and watch: the supervised index crashed
+    at every restart, so a kukeond started with it never had the realms' usage and refused
+    every create ("not known yet"), and a running one stopped following quota changes.
+    Now it reads as a realm setting no limit, in the list and in the watch."""
+    nested = b"[" * 5000 + b"]" * 5000
+    realms = f"{registry.key_prefix}/registry/realms"
+    await registry.client.put(f"{realms}/listed".encode(), nested)
+    await _parents(registry, "r", {"objects": 2})
+    async with _quotas(registry) as quotas:
+        assert quotas.limits("listed") == QuotaLimits(None, None)
+        registry.enforce_quotas(quotas)
+        await registry.client.put(f"{realms}/watched".encode(), nested)
+        realm = await registry.get(Kind.REALM, ("r",))
+        raised = realm.model_copy(
+            update={"spec": realm.spec.model_copy(update={"quota": RealmQuota(objects=3)})}
+        )
+        await registry.update(raised)  # seen by the watch only after the bad key
+        await _until(lambda: quotas.limits("r").objects == 3)
+        await registry.create(cell("r", "s", "st", "c1"))
+        with pytest.raises(QuotaExceeded):
+            await registry.create(cell("r", "s", "st", "c2"))
+        assert quotas.limits("watched") == QuotaLimits(None, None)
