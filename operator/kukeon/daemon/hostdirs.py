@@ -6,6 +6,13 @@ leases, image archives and the embedded etcd; the run directory (``0750``, group
 together with everything under them: an older kukeon made logs ``0644`` in ``0755``
 directories, readable by every local user. The files a container's user must read
 through a bind mount keep their modes (:func:`kukeon.controllers.cellfiles.container_readable`).
+
+A node's kukeond (not ``--api-only``) also makes the network namespace directory (``0750``)
+and the CNI configuration directory (``0755``: other CNI users read it) at start, and
+refuses both when another account may change them, as the state and run directories: the
+cells' namespaces are bind-mounted in the first (a directory of the host bound on itself,
+were it a link to one), and kukeond reads its conflists back from the second to run the
+CNI plugins as root with them (the owner of that directory would write their own).
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from pathlib import Path
 
 from kukeon.controllers.cellfiles import container_readable
 from kukeon.fileio import path_problems
-from kukeon.runtime.hostfiles import DIR_MODE, make_dirs, narrow_tree
+from kukeon.runtime.hostfiles import DIR_MODE, SHARED_CONFIG_DIR_MODE, make_dirs, narrow_tree
 
 from .config import DaemonConfig
 from .starterrors import StartupError
@@ -51,18 +58,28 @@ def share_run_dir(run_dir: Path, group: str | None) -> None:
         os.chmod(run_dir, DIR_MODE)
 
 
+def _own_directories(config: DaemonConfig) -> list[tuple[str, Path, int]]:
+    """What kukeond claims at start: (what it is, where, the mode it is made with)."""
+    own = [("state", config.state_dir, DIR_MODE), ("run", config.run_dir, DIR_MODE)]
+    if not config.api_only:
+        own.append(("network namespace", config.netns_dir, DIR_MODE))
+        own.append(("CNI configuration", config.cni_conf_dir, SHARED_CONFIG_DIR_MODE))
+    return own
+
+
 def claim_host_directories(config: DaemonConfig) -> None:
-    """Create the state and run directories (``0750``) when missing; a ``StartupError``
-    when another account than root may change either, before kukeond puts or changes
-    anything in them. Blocking.
+    """Create kukeond's directories on the host when missing (the state and run
+    directories, and on a node the network namespace and CNI configuration ones); a
+    ``StartupError`` when another account than root may change one, before kukeond puts
+    or changes anything in them. Blocking.
 
     The check comes first: a path under ``/tmp`` may have been made by anyone before
     kukeond started, as a directory of theirs or a link to any directory of the host
     (``/etc``), and the run directory's ``chown``/``chmod``, the narrowing of both trees
     and the lock files would all have been done there."""
-    for what, directory in (("state", config.state_dir), ("run", config.run_dir)):
+    for what, directory, mode in _own_directories(config):
         try:
-            make_dirs(directory)
+            make_dirs(directory, mode)
         except OSError as error:
             raise StartupError(f"cannot make the {what} directory {directory}: {error}") from error
         refuse_if_changeable(what, directory)

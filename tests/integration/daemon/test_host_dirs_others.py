@@ -86,20 +86,39 @@ def _modes(root: Path) -> dict[str, tuple[int, int, int]]:
     return found
 
 
-@pytest.mark.parametrize("planted", ["state", "run"])
+def _config(base: Path, *, api_only: bool = False) -> DaemonConfig:
+    return DaemonConfig(
+        state_dir=base / "state",
+        run_dir=base / "run",
+        netns_dir=base / "netns",
+        cni_conf_dir=base / "cni",
+        api_only=api_only,
+    )
+
+
+@pytest.mark.parametrize(
+    ("planted", "what"),
+    [
+        ("state", "state"),
+        ("run", "run"),
+        ("netns", "network namespace"),
+        ("cni", "CNI configuration"),
+    ],
+)
 def test_a_directory_nobody_planted_as_a_link_is_refused_before_anything_is_changed(
-    shared_tmp: Path, planted: str
+    shared_tmp: Path, planted: str, what: str
 ) -> None:
     host = _host_directory(shared_tmp)
     before = _modes(host)
     link = shared_tmp / planted
     assert as_nobody("ln", "-s", str(host), str(link))
-    config = DaemonConfig(state_dir=shared_tmp / "state", run_dir=shared_tmp / "run")
-    with pytest.raises(StartupError, match=rf"{planted} directory .* belongs to nobody"):
+    with pytest.raises(StartupError, match=rf"{what} directory .* belongs to nobody"):
         # The socket's group: nobody's (nogroup), so that a chown through the link shows.
-        prepare_host_directories(config, socket_group="65534")
+        prepare_host_directories(_config(shared_tmp), socket_group="65534")
     # Before: {'passwd': (0o640, 0, 0), 'ssh': (0o750, 0, 0)} and, for a link as the run
-    # directory, {'.': (0o750, 0, 65534)}: the group's members read all of it.
+    # directory, {'.': (0o750, 0, 65534)}: the group's members read all of it. The network
+    # namespace and CNI directories were not looked at: kukeond later bound namespaces in
+    # the first and read its conflists back from the second, its owner's to rewrite.
     assert _modes(host) == before
     assert as_nobody("cat", str(host / "passwd"))
 
@@ -128,3 +147,16 @@ def test_kukeond_makes_no_lock_file_in_a_directory_nobody_planted(shared_tmp: Pa
     assert "belongs to nobody" in started.stderr, started.stderr
     # Before: a kukeond.lock (root's, 0600) in the directory the link points to.
     assert _modes(host) == before
+
+
+def test_a_cni_directory_nobody_made_first_stops_the_start_of_a_node_only(
+    shared_tmp: Path,
+) -> None:
+    """kukeond runs the CNI plugins as root with the conflists it reads from there."""
+    assert as_nobody("mkdir", str(shared_tmp / "cni"))
+    # An API-only kukeond runs no cell: neither directory is its.
+    prepare_host_directories(_config(shared_tmp, api_only=True), socket_group=None)
+    assert not (shared_tmp / "netns").exists()
+    with pytest.raises(StartupError, match=r"CNI configuration directory .* belongs to nobody"):
+        prepare_host_directories(_config(shared_tmp), socket_group=None)
+    assert (shared_tmp / "netns").stat().st_uid == 0  # made by kukeond: root's
