@@ -90,3 +90,56 @@ async def test_streams_times_since_and_previous(kukeond: Kukeond) -> None:
             async with http.get(url, params=bad) as response:
                 assert response.status == 400, bad
                 assert next(iter(bad)) in (await response.json())["message"]
+
+
+async def test_a_terminals_line_shaped_as_a_record_is_its_text_for_every_read(
+    kukeond: Kukeond,
+) -> None:
+    """A TTY's log is the container's raw output: a line of it that looks like a record
+    with an impossible time was parsed as one, and every read with ``sinceSeconds`` or
+    ``sinceTime`` (followed or not) was a 500 with a traceback. It is a raw line: shown as
+    written, kept by ``since`` as every raw line is."""
+    k = kukeond
+    await k.hierarchy()
+    forged = "2026-99-99T99:99:99Z stderr F forged"
+    script = f"echo '{forged}'; echo after; exec sleep 3600"
+    await k.apply(
+        {
+            "kind": "Cell",
+            "metadata": {"name": "tty"},
+            "spec": {
+                "realmId": k.realm,
+                "spaceId": "s1",
+                "stackId": "st1",
+                "containers": [
+                    {
+                        "id": "t",
+                        "image": k.image.name,
+                        "command": "sh",
+                        "args": ["-c", script],
+                        "attachable": True,
+                    }
+                ],
+            },
+        }
+    )
+    await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", "tty"), state="Ready")
+    url = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells/tty/log"
+    connector = aiohttp.UnixConnector(path=str(k.config.api_socket))
+    async with aiohttp.ClientSession(connector=connector) as http:
+        text = ""
+        for _ in range(100):
+            code, text = await _text(http, url)
+            assert code == 200
+            if "after" in text:
+                break
+            await asyncio.sleep(0.1)
+        assert text == f"{forged}\r\nafter\r\n"
+        past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+        assert await _text(http, url, sinceSeconds="3600") == (200, text)
+        assert await _text(http, url, sinceTime=past) == (200, text)
+        assert await _text(http, url, stream="Stderr") == (200, "")
+        async with http.get(
+            url, params={"follow": "true", "sinceSeconds": "3600", "limitBytes": str(len(text))}
+        ) as response:
+            assert (response.status, await response.text()) == (200, text)

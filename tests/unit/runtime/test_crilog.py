@@ -238,6 +238,28 @@ def test_render_timestamps_and_since() -> None:
     assert render(records, RenderOptions(since=since), open_line=False) == b"second\n"
 
 
+def test_a_line_shaped_as_a_record_with_no_real_time_is_raw() -> None:
+    """A TTY's output is the container's text: a line that looks like a record with an
+    impossible time is shown as written and kept by ``since`` (it was a ValueError: 500)."""
+    forged = b"2026-99-99T99:99:99Z stderr P forged\r"
+    record = parse_record(forged)
+    assert record == LogRecord(time=None, stream=None, partial=False, text=forged)
+    since = RenderOptions(since=datetime(2026, 1, 1, tzinfo=UTC), timestamps=True)
+    assert render([record], since, open_line=False) == b"- " + forged + b"\n"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.from_regex(rb"\A\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z (stdout|stderr) [FP] x\Z"))
+def test_any_time_a_line_can_carry_renders_with_since(line: bytes) -> None:
+    options = RenderOptions(since=datetime(2026, 1, 1, tzinfo=UTC))
+    assert render([parse_record(line)], options, open_line=False) in (
+        b"",
+        b"x",
+        b"x\n",
+        line + b"\n",
+    )
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.binary(max_size=40).filter(lambda b: b"\n" not in b), max_size=20))
 def test_render_gives_back_every_line(lines: list[bytes]) -> None:

@@ -54,7 +54,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlencode
@@ -621,27 +621,25 @@ class LogRecord:
     text: bytes
 
     def at(self) -> datetime | None:
-        return parse_time(self.time) if self.time is not None else None
-
-
-def parse_time(text: str) -> datetime:
-    """An RFC 3339 UTC time with up to nanoseconds (microseconds kept)."""
-    whole, _, fraction = text.rstrip("Z").partition(".")
-    micros = int((fraction + "000000")[:6]) if fraction else 0
-    return datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(microsecond=micros, tzinfo=UTC)
+        return datetime.fromisoformat(self.time) if self.time is not None else None
 
 
 def parse_record(line: bytes) -> LogRecord:
-    """A line of the file without its newline."""
+    """A line of the file without its newline. One shaped as a record is raw when its time
+    is no real one (a TTY's output may look like a record: a month 99 was a 500 of every
+    ``sinceTime`` read); the loggers write real times (RFC 3339 UTC, nanoseconds)."""
     match = _RECORD.match(line)
-    if match is None:
-        return LogRecord(time=None, stream=None, partial=False, text=line)
-    return LogRecord(
-        time=match["time"].decode(),
-        stream=match["stream"].decode(),
-        partial=match["tag"] == b"P",
-        text=match["text"],
-    )
+    try:
+        if match is not None and datetime.fromisoformat(match["time"].decode()):
+            return LogRecord(
+                time=match["time"].decode(),
+                stream=match["stream"].decode(),
+                partial=match["tag"] == b"P",
+                text=match["text"],
+            )
+    except ValueError:
+        pass
+    return LogRecord(time=None, stream=None, partial=False, text=line)
 
 
 def parse_lines(lines: Iterable[bytes]) -> Iterator[LogRecord]:
