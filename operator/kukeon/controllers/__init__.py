@@ -293,6 +293,7 @@ class Controllers:
             trigger=op.trigger,
             stop_grace_seconds=self.host.settings.stop_grace_seconds,
             recorder=self.recorder,
+            state_dir=Path(self.host.settings.state_dir),
         )
         self.cells.log_copiers = LogCopiers(
             recorder=self.recorder,

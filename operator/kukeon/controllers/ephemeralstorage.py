@@ -5,14 +5,25 @@ while its task runs (``sync``, from the cell's pass through the probe manager). 
 ``period`` seconds one supervised loop asks containerd what each watched container's
 writable layer takes: ``Snapshots.Usage`` of its rootfs snapshot, which for an active
 overlay snapshot walks the upper directory in containerd (blocks allocated, hard links
-once), the same figure as ``du`` on that directory, so kukeond walks nothing itself. The
+once), the same figure as ``du`` on that directory, so kukeond walks no layer itself. The
 containers are measured one after the other: a node with many idle containers pays one
 short gRPC call each per period, and a huge upper directory delays the rest rather than
 loading the disk with several walks at once.
 
-kukeon makes no writable volume of its own for a cell (volumes are the host's paths, tmpfs
-counts against the container's memory), so the writable layer is all there is to count;
-the container's log is bounded by its own rotation.
+Beside the writable layer, kukeon gives one writable directory of its own: the tty state
+directory of an attachable container with ``tty.onInit`` or ``tty.logFile``
+(``<state-dir>/cells/.../tty/<container>/run``, the container's ``/run/kukeon/tty``, on the
+host's disk). It is counted too, walked by kukeond (``runtime.dirusage``), as the kubelet
+counts a pod's emptyDir volumes: uncounted, a container held to its limit wrote as much as
+it liked there, into the filesystem of kukeond's state (and of its embedded etcd). Other
+volumes are the host's paths, tmpfs counts against the container's memory, and the
+container's log is bounded by its own rotation.
+
+containerd's walk goes by path and fails on a layer nested deeper than ``PATH_MAX`` ("file
+name too long"), every time: such a layer was never measured, so never evicted, whatever
+it held. When containerd cannot measure a layer whose snapshot is there, kukeond walks the
+upper directory itself; a tree it will not walk (``dirusage.MAX_DEPTH`` levels) is evicted
+as over the limit, since it cannot be shown to be within it.
 
 A container over its limit is evicted as the kubelet evicts: a Warning Event ``Evicted``
 naming the container, its usage and its limit, its task stopped (its stop signal, the
@@ -29,15 +40,21 @@ import asyncio
 import logging
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from kukeon.api import Cell, EventReason, EventType, Kind
 from kukeon.framework import ConvergeGate, EventRecorder
 from kukeon.runtime.containerd import ContainerdClient
-from kukeon.runtime.containerd.errors import ContainerdError
+from kukeon.runtime.containerd.errors import ContainerdError, NotFoundError
+from kukeon.runtime.containerd.snapshots import Mount
 from kukeon.runtime.containerd.stopsignal import container_stop_signal
+from kukeon.runtime.containerd.ttyinit import STATE_MOUNT, wrapper_needed
+from kukeon.runtime.dirusage import MAX_DEPTH, TreeTooDeepError, directory_usage
+from kukeon.runtime.hostthreads import run_on_host_thread
 
 from .cellexits import EVICTED
+from .cellfiles import CellFiles
 from .cellplan import ProbeKill
 
 if TYPE_CHECKING:
@@ -54,13 +71,44 @@ container may write past its limit for up to this long (at the disk's speed) bef
 is stopped."""
 
 
-def eviction_message(container: str, usage: int, limit: int) -> str:
-    """The status message and Event of an eviction: the container, its usage, its limit."""
+LIMIT_SOURCES = (
+    "resources.ephemeralStorageLimitBytes, else its space's default or its realm's "
+    "spec.limits.containerEphemeralStorageBytes"
+)
+WRITABLE_LAYER = "its writable layer"
+WITH_TTY_STATE = f"its writable layer and its tty state directory {STATE_MOUNT}"
+
+
+def eviction_message(container: str, usage: int, limit: int, counted: str = WRITABLE_LAYER) -> str:
+    """The status message and Event of an eviction: the container, its usage (``counted``
+    says of what), its limit."""
     return (
-        f"container {container} used {usage} bytes of ephemeral storage (its writable "
-        f"layer), over its limit of {limit} bytes (resources.ephemeralStorageLimitBytes, "
-        "else its space's default or its realm's spec.limits.containerEphemeralStorageBytes)"
+        f"container {container} used {usage} bytes of ephemeral storage ({counted}), over "
+        f"its limit of {limit} bytes ({LIMIT_SOURCES})"
     )
+
+
+def unmeasurable_message(container: str, limit: int, counted: str = WRITABLE_LAYER) -> str:
+    """The eviction's message for a container whose usage cannot be walked."""
+    return (
+        f"container {container} nests directories more than {MAX_DEPTH} levels deep in "
+        f"{counted}, which kukeond does not walk: its ephemeral storage cannot be held to "
+        f"its limit of {limit} bytes ({LIMIT_SOURCES})"
+    )
+
+
+def upper_directory(mounts: Iterable[Mount]) -> Path | None:
+    """The directory an active snapshot's writes go to: an overlay's ``upperdir``, or the
+    directory of a bind (a snapshot with no parent); None for any other shape."""
+    for mount in mounts:
+        if mount.type == "overlay":
+            for option in mount.options:
+                key, _, value = option.partition("=")
+                if key == "upperdir" and value:
+                    return Path(value)
+        elif mount.type == "bind" and mount.source:
+            return Path(mount.source)
+    return None
 
 
 def over_limit(usage: int, limit: int) -> bool:
@@ -77,6 +125,12 @@ class _Watched:
     limit: int
     snapshot_key: str | None = None
     """The container's rootfs snapshot, read from containerd once per task."""
+    tty_state: Path | None = None
+    """Its tty state directory on the host, counted too (None: it has none)."""
+
+    @property
+    def counted(self) -> str:
+        return WRITABLE_LAYER if self.tty_state is None else WITH_TTY_STATE
 
 
 class StorageLimits:
@@ -90,8 +144,11 @@ class StorageLimits:
         stop_grace_seconds: float,
         recorder: EventRecorder | None = None,
         period: float = PERIOD_SECONDS,
+        state_dir: Path | None = None,
     ) -> None:
         self._containerd = containerd
+        self.state_dir = state_dir
+        """kukeond's state directory, where the tty state directories lie (None: not counted)."""
         self.trigger = trigger
         self.stop_grace_seconds = stop_grace_seconds
         self.recorder = recorder
@@ -124,12 +181,23 @@ class StorageLimits:
                 continue
             wanted.add(item.spec.id)
             known = self._watched.get(slot)
+            tty_state = self._tty_state(key, item)
             if known is None or known.pid != item.pid or known.containerd_id != item.containerd_id:
-                self._watched[slot] = _Watched(cell, namespace, item.containerd_id, item.pid, limit)
+                self._watched[slot] = _Watched(
+                    cell, namespace, item.containerd_id, item.pid, limit, tty_state=tty_state
+                )
             else:
-                known.cell, known.limit = cell, limit
+                known.cell, known.limit, known.tty_state = cell, limit, tty_state
         for slot in [s for s in self._watched if s[0] == key and s[1] not in wanted | {*held}]:
             del self._watched[slot]
+
+    def _tty_state(self, key: CellKey, item: RunningContainer) -> Path | None:
+        """The container's tty state directory when it has one (as the cell's build makes
+        it: an attachable container whose tty runs under the wrapper)."""
+        spec = item.spec
+        if self.state_dir is None or not (spec.attachable and wrapper_needed(spec.tty)):
+            return None
+        return CellFiles(self.state_dir, key).tty_state(spec.id)
 
     def kill(self, key: CellKey, container: str) -> ProbeKill | None:
         return self._kills.get((key, container))
@@ -155,22 +223,48 @@ class StorageLimits:
             except ContainerdError as error:  # gone meanwhile: its cell's pass will say
                 log.debug("measuring %s: %s", watched.containerd_id, error)
                 continue
-            if self._watched.get(slot) is not watched or not over_limit(usage, watched.limit):
+            except OSError as error:  # the walk's: measured again at the next pass
+                log.warning("measuring %s: %s", watched.containerd_id, error)
                 continue
-            self._evict(slot, watched, usage)
+            except TreeTooDeepError:
+                message = unmeasurable_message(slot[1], watched.limit, watched.counted)
+            else:
+                message = eviction_message(slot[1], usage, watched.limit, watched.counted)
+                if not over_limit(usage, watched.limit):
+                    continue
+            if self._watched.get(slot) is not watched:
+                continue
+            self._evict(slot, watched, message)
             evicted.append(watched.containerd_id)
         return evicted
 
     async def _usage(self, watched: _Watched) -> int:
+        """Its writable layer, and its tty state directory when it has one."""
+        layer = await self._layer_usage(watched)
+        if watched.tty_state is None or over_limit(layer, watched.limit):
+            return layer
+        room = watched.limit - layer
+        return layer + await run_on_host_thread(directory_usage, watched.tty_state, stop_above=room)
+
+    async def _layer_usage(self, watched: _Watched) -> int:
         client = self._containerd()
         if watched.snapshot_key is None:
             record = await client.containers(watched.namespace).get(watched.containerd_id)
             watched.snapshot_key = record.snapshot_key
-        found = await client.snapshots(watched.namespace).usage(watched.snapshot_key)
-        return found.size_bytes
+        snapshots = client.snapshots(watched.namespace)
+        try:
+            return (await snapshots.usage(watched.snapshot_key)).size_bytes
+        except NotFoundError:
+            raise
+        except ContainerdError as error:
+            # containerd's walk by path fails on a tree deeper than PATH_MAX at every pass.
+            upper = upper_directory(await snapshots.mounts(watched.snapshot_key))
+            if upper is None:
+                raise
+            log.debug("containerd cannot measure %s (%s): walked", watched.containerd_id, error)
+        return await run_on_host_thread(directory_usage, upper, stop_above=watched.limit)
 
-    def _evict(self, slot: tuple[CellKey, str], watched: _Watched, usage: int) -> None:
-        message = eviction_message(slot[1], usage, watched.limit)
+    def _evict(self, slot: tuple[CellKey, str], watched: _Watched, message: str) -> None:
         self._kills[slot] = ProbeKill(watched.pid, EVICTED, message)
         del self._watched[slot]
         log.info("evicting %s: %s", watched.containerd_id, message)

@@ -11,6 +11,7 @@ import asyncio
 import pytest
 
 from kukeon.api import Cell, ContainerState, Kind
+from kukeon.runtime.dirusage import MAX_DEPTH
 from tests.fixtures.kukeond import Kukeond
 
 from .helpers import cell_doc, cell_key, check_storage_every_second, container
@@ -89,3 +90,71 @@ async def test_a_container_writing_past_its_limit_is_evicted(kukeond: Kukeond) -
     found = await evictions()
     assert [(name, kind) for name, kind, _ in found] == [("fill", "Warning")]
     assert f"over its limit of {LIMIT} bytes" in found[0][2]
+
+
+async def _evicted_message(k: Kukeond, name: str) -> str:
+    evicted = await k.wait_for(
+        Kind.CELL,
+        cell_key(k, name),
+        until=lambda c: (
+            bool(c.status.containers) and c.status.containers[0].state == ContainerState.FAILED
+        ),
+        within=90,
+    )
+    assert isinstance(evicted, Cell)
+    status = evicted.status.containers[0]
+    assert status.reason == "Evicted", status
+    return status.message or ""
+
+
+async def test_what_a_container_writes_into_its_tty_state_directory_counts(
+    kukeond: Kukeond,
+) -> None:
+    """/run/kukeon/tty (tty.onInit, tty.logFile) is a directory of the host's, in kukeond's
+    state directory: a container held to 4 MiB wrote 16 MiB there and ran on."""
+    k = kukeond
+    await k.hierarchy()
+    check_storage_every_second(k)
+    box = container(
+        k,
+        "app",
+        script="dd if=/dev/zero of=/run/kukeon/tty/fill bs=1M count=16 && sync; exec sleep 1000",
+        resources={"ephemeralStorageLimitBytes": LIMIT},
+        attachable=True,
+        tty={"onInit": [{"script": "true"}]},
+    )
+    await k.apply(cell_doc(k, "tty", [box], terminationGracePeriodSeconds=1))
+    message = await _evicted_message(k, "tty")
+    assert "(its writable layer and its tty state directory /run/kukeon/tty)" in message
+    assert f"over its limit of {LIMIT} bytes" in message
+    assert int(message.split(" used ")[1].split(" bytes")[0]) > 16 * 1024 * 1024
+
+
+NESTED = """cd /tmp
+p=$(for i in $(seq {levels}); do printf '{name}/'; done)
+mkdir -p t1/$p t2/$p && dd if=/dev/zero of=t2/${{p}}fill bs=1M count=16 && mv t2 t1/$p && sync
+exec sleep 1000"""
+"""Two trees of `levels` directories, the second with 16 MiB at its bottom moved to the
+bottom of the first: the file lies past PATH_MAX, where containerd's walk of the layer
+fails ('file name too long'), so the container was never evicted."""
+
+
+async def test_a_layer_nested_past_path_max_is_evicted(kukeond: Kukeond) -> None:
+    k = kukeond
+    await k.hierarchy()
+    check_storage_every_second(k)
+    resources = {"ephemeralStorageLimitBytes": LIMIT}
+    cells = {
+        "long": NESTED.format(levels=12, name="d" * 200),  # 24 levels, ~4,800 characters
+        # 300 levels (kukeond walks 256), ~4,500 characters; fewer than the 1,000 the
+        # fixtures' shutil.rmtree recurses through when it removes containerd's root.
+        "deep": NESTED.format(levels=150, name="a" * 14),
+    }
+    for name, script in cells.items():
+        box = container(k, "app", script=script, resources=resources)
+        await k.apply(cell_doc(k, name, [box], terminationGracePeriodSeconds=1))
+    measured = await _evicted_message(k, "long")
+    assert f"over its limit of {LIMIT} bytes" in measured
+    assert int(measured.split(" used ")[1].split(" bytes")[0]) > 16 * 1024 * 1024
+    refused = await _evicted_message(k, "deep")
+    assert f"nests directories more than {MAX_DEPTH} levels deep" in refused

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, cast
 
+import grpc
 import pytest
 
 from kukeon.api import Cell, ContainerSpec, ContainerState, EventReason, EventType, Kind
+from kukeon.controllers.cellfiles import CellFiles
 from kukeon.controllers.cellplan import (
     ContainerInputs,
     ContainerPlan,
@@ -23,8 +26,9 @@ from kukeon.controllers.ephemeralstorage import StorageLimits, eviction_message,
 from kukeon.controllers.probing import ProbeManager, RunningContainer
 from kukeon.framework import EventRecorder
 from kukeon.runtime.containerd import ContainerdClient
-from kukeon.runtime.containerd.errors import SnapshotNotFoundError
-from kukeon.runtime.containerd.snapshots import SnapshotUsage
+from kukeon.runtime.containerd.errors import ContainerdCallError, SnapshotNotFoundError
+from kukeon.runtime.containerd.snapshots import Mount, SnapshotUsage
+from kukeon.runtime.dirusage import MAX_DEPTH
 
 from .test_cellplan import NAME, T0, kept, ran, stopped_task
 from .test_probing import FakeTasks
@@ -37,12 +41,24 @@ MIB = 1024 * 1024
 class FakeSnapshots:
     sizes: dict[str, int] = field(default_factory=dict)
     asked: list[str] = field(default_factory=list)
+    unmeasured: dict[str, Path] = field(default_factory=dict)
+    """Snapshots containerd fails to measure (its walk: 'file name too long'), and their
+    upper directories."""
 
     async def usage(self, key: str) -> SnapshotUsage:
         self.asked.append(key)
+        if key in self.unmeasured:
+            raise ContainerdCallError(
+                operation="usage", code=grpc.StatusCode.UNKNOWN, detail="file name too long"
+            )
         if key not in self.sizes:
             raise SnapshotNotFoundError(key, namespace="ns")
         return SnapshotUsage(size_bytes=self.sizes[key], inodes=1)
+
+    async def mounts(self, key: str) -> list[Mount]:
+        upper = self.unmeasured[key]
+        options = (f"lowerdir={upper.parent}", f"upperdir={upper}", f"workdir={upper.parent}")
+        return [Mount(type="overlay", source="overlay", options=options)]
 
 
 @dataclass
@@ -93,7 +109,9 @@ def limited(limit: int | None, cid: str = "app", **more: Any) -> ContainerSpec:
     )
 
 
-def watcher() -> tuple[StorageLimits, FakeContainerd, FakeRecorder, list[tuple[Kind, Any]]]:
+def watcher(
+    state_dir: Path | None = None,
+) -> tuple[StorageLimits, FakeContainerd, FakeRecorder, list[tuple[Kind, Any]]]:
     fake, recorder = FakeContainerd(), FakeRecorder()
     triggered: list[tuple[Kind, Any]] = []
 
@@ -106,6 +124,7 @@ def watcher() -> tuple[StorageLimits, FakeContainerd, FakeRecorder, list[tuple[K
         trigger=trigger,
         stop_grace_seconds=7.0,
         recorder=cast(EventRecorder, recorder),
+        state_dir=state_dir,
     )
     return limits, fake, recorder, triggered
 
@@ -155,6 +174,68 @@ async def test_over_its_limit_a_container_is_evicted_once() -> None:
     limits.sync(the_cell(grace=3), KEY, namespace="ns", running=fresh)
     assert limits.kill(KEY, "app") is None
     assert await limits.measure() == []
+
+
+async def only_app_evicted(limits: StorageLimits, running: list[RunningContainer]) -> str:
+    """One measuring pass over ``running`` evicts container ``app`` alone: its message."""
+    limits.sync(the_cell(), KEY, namespace="ns", running=running)
+    assert await limits.measure() == ["c_app"]
+    kill = limits.kill(KEY, "app")
+    assert kill is not None
+    return kill.message
+
+
+WRAPPED: dict[str, Any] = {"attachable": True, "tty": {"onInit": [{"script": "true"}]}}
+
+
+async def test_what_a_container_writes_into_its_tty_state_directory_counts(
+    tmp_path: Path,
+) -> None:
+    """/run/kukeon/tty is a directory of the host's (kukeond's state): uncounted, a
+    container held to 4 MiB wrote as much as it liked there."""
+    limits, fake, recorder, _ = watcher(state_dir=tmp_path)
+    fake.snapshots_.sizes = {"snap-c_app": MIB, "snap-c_plain": MIB}
+    for name in ("app", "plain"):
+        state = CellFiles(tmp_path, KEY).tty_state(name)
+        state.mkdir(parents=True)
+        (state / "fill").write_bytes(b"x" * (5 * MIB))
+    running = [
+        RunningContainer(spec=limited(4 * MIB, **WRAPPED), pid=100, containerd_id="c_app"),
+        # No wrapper, no state directory of its own: that one is not its.
+        RunningContainer(spec=limited(4 * MIB, "plain"), pid=100, containerd_id="c_plain"),
+    ]
+    message = await only_app_evicted(limits, running)
+    assert "(its writable layer and its tty state directory /run/kukeon/tty)" in message
+    used = int(message.split(" used ")[1].split(" bytes")[0])
+    assert used > 5 * MIB
+    assert [reason for reason, _, _ in recorder.said] == ["Evicted"]
+
+
+async def test_a_layer_containerd_cannot_measure_is_walked_by_kukeond(tmp_path: Path) -> None:
+    """containerd's walk fails on a layer nested past PATH_MAX, every time: it measured
+    nothing, so such a container was never evicted."""
+    limits, fake, _, _ = watcher()
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    (upper / "fill").write_bytes(b"x" * (5 * MIB))
+    fake.snapshots_.unmeasured = {"snap-c_app": upper, "snap-c_small": tmp_path / "none"}
+    running = [
+        RunningContainer(spec=limited(4 * MIB), pid=100, containerd_id="c_app"),
+        RunningContainer(spec=limited(4 * MIB, "small"), pid=100, containerd_id="c_small"),
+    ]
+    assert "over its limit of 4194304 bytes" in await only_app_evicted(limits, running)
+
+
+async def test_a_tree_too_deep_to_walk_is_evicted_saying_so(tmp_path: Path) -> None:
+    limits, fake, _, _ = watcher()
+    upper = tmp_path / "upper"
+    deep = upper.joinpath(*["a"] * (MAX_DEPTH + 1))
+    deep.mkdir(parents=True)
+    fake.snapshots_.unmeasured = {"snap-c_app": upper}
+    running = [RunningContainer(spec=limited(4 * MIB), pid=100, containerd_id="c_app")]
+    message = await only_app_evicted(limits, running)
+    assert f"nests directories more than {MAX_DEPTH} levels deep" in message
+    assert "cannot be held to its limit of 4194304 bytes" in message
 
 
 async def test_without_a_grace_of_its_own_kukeonds_is_used_and_a_gone_snapshot_is_skipped() -> None:
