@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import signal
+from socket import gaierror
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
@@ -25,6 +27,15 @@ if TYPE_CHECKING:
     import aiohttp
 
 CELL_POLL_SECONDS = 2.0
+_NO_SUCH_ADDRESS = frozenset({errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT})
+
+
+def host_cannot_listen(error: OSError) -> bool:
+    """Whether a listener failed because this host has no such address (``::1`` without
+    IPv6), not because the port is held: another local user listening first on
+    ``[::1]:PORT`` would get every connection to ``localhost:PORT`` a client makes over
+    IPv6 first (browsers do) while kukectl forwarded ``127.0.0.1`` alone, saying nothing."""
+    return isinstance(error, gaierror) or error.errno in _NO_SUCH_ADDRESS
 
 
 class PortPair(NamedTuple):
@@ -145,7 +156,7 @@ async def _forward(
     cell: tuple[str, str, str, str],
 ) -> None:
     """Listen until a signal (return) or the cell is deleted (exit 1). An address ending in
-    ``?`` is skipped when this host cannot listen there."""
+    ``?`` is skipped when this host has no such address (``host_cannot_listen``)."""
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
     gone: asyncio.Future[None] = loop.create_future()
@@ -178,7 +189,7 @@ async def _forward(
                         serve(pair, chosen), host, chosen[0], limit=CHUNK
                     )
                 except OSError as error:
-                    if wanted.endswith("?"):
+                    if wanted.endswith("?") and host_cannot_listen(error):
                         continue
                     where = _shown(host, chosen[0])
                     fail(f"unable to listen on {where}: {error.strerror or error}")
