@@ -53,6 +53,7 @@ from kukeon.store import (
     AlreadyExists,
     Conflict,
     Invalid,
+    InvalidStoredDocument,
     NotFound,
     QuotaExceeded,
     Registry,
@@ -323,6 +324,8 @@ class CellSetController:
         self._backoffs: dict[StackKey, ReplaceBackoff] = {}
         self._refused: dict[StackKey, str] = {}
         """The last write the store refused per set (said once while it repeats)."""
+        self._unreadable: set[StackKey] = set()
+        """Sets whose stored document does not decode, their cells kept (said once)."""
 
     def wake(self) -> None:
         self._loop.wake()
@@ -384,26 +387,50 @@ class CellSetController:
                 await move_off_lost_nodes(self.registry, to_move(cellset, cells, lost))
                 await self._reconcile_quietly(cellset, cells)
         listed = {key_of(s) for s in sets}
+        unreadable = set(self._unreadable)
+        self._unreadable.clear()
         for owner, orphans in owned.items():
-            if owner in listed or await self._set_gone(owner):
+            if owner in listed or await self._set_gone(owner, orphans, said=unreadable):
                 await self._delete([c for c in orphans if c.metadata.deletion_timestamp is None])
         live = {key_of(s) for s in sets}
         self._backoffs = {key: b for key, b in self._backoffs.items() if key in live}
         self._refused = {key: said for key, said in self._refused.items() if key in live}
         self.stalled.retain(live)
 
-    async def _set_gone(self, owner: StackKey) -> bool:
+    async def _set_gone(
+        self, owner: StackKey, cells: Sequence[Cell], *, said: set[StackKey]
+    ) -> bool:
         """Whether the set a cell names is really gone (or being deleted): asked of etcd when
         the sets came from the cache, whose watch of sets may lag its watch of cells (a set
-        and its first cell created together must not lose the cell)."""
+        and its first cell created together must not lose the cell).
+
+        A set whose stored document does not decode (put by hand, a truncated restore) is
+        not gone: lists skip it, which took it for deleted and deleted its cells (or, read
+        by name, failed every pass, each second). Its cells are kept, unmanaged, until its
+        key holds a valid set again or is deleted; said once (``said``: the last pass's)."""
+        if owner in self.registry.invalid_under(Kind.CELL_SET, owner[:-1]):
+            return self._kept_unreadable(owner, cells, said)
         if not self.reads.covers(Kind.CELL_SET):
             return True
         try:
             cellset = await self.registry.get(Kind.CELL_SET, owner)
         except NotFound:
             return True
+        except InvalidStoredDocument:
+            return self._kept_unreadable(owner, cells, said)
         assert isinstance(cellset, CellSet)
         return cellset.metadata.deletion_timestamp is not None and not orphaning(cellset)
+
+    def _kept_unreadable(self, owner: StackKey, cells: Sequence[Cell], said: set[StackKey]) -> bool:
+        self._unreadable.add(owner)
+        if owner not in said:
+            log.warning(
+                "cell set %s: its stored document is invalid (the registry's warning says "
+                "why); its %d cell(s) are kept, unmanaged, until it is fixed or deleted",
+                "/".join(owner),
+                len(cells),
+            )
+        return False
 
     async def _lost_nodes(self) -> dict[str, float]:
         nodes = await self.reads.list(Kind.NODE)

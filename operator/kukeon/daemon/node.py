@@ -633,10 +633,11 @@ def _node_key(name: str) -> tuple[Kind, tuple[str]]:
 
 @dataclass
 class Fleet:
-    """What `start_fleet` started: the node agent and this daemon's scheduler."""
+    """What `start_fleet` started: the node agent, this daemon's scheduler and set controller."""
 
     agent: NodeAgent
     scheduler: Scheduler
+    cellsets: CellSetController
 
     async def stop(self) -> None:
         await self.agent.stop()
@@ -694,4 +695,4 @@ async def start_fleet(
     except BaseException:
         await op.stop()  # the name's claim taken above ends with the failed start
         raise
-    return Fleet(agent=agent, scheduler=scheduler)
+    return Fleet(agent=agent, scheduler=scheduler, cellsets=sets)
