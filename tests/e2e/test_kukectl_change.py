@@ -74,6 +74,10 @@ async def test_label_annotate_patch_and_bulk_delete(kukeond: Kukeond) -> None:
     code, out, err = await kukectl(k, "set", "env", "cell/b", "--list", "A=1", *scope)
     assert (code, out) == (0, "# Cell b, container x\nA=1\n"), err
     assert (await get_cell(k, cell_key(k, "b"))).metadata.resource_version == version
+    # kubectl's -o name: KIND/NAME alone, whatever the change (patch, label, annotate)
+    for change in (["patch", "cell/b", "-p", "{}"], ["label", "cell/b", "x=1"]):
+        code, out, err = await kukectl(k, *change, "-o", "name", "--dry-run=server", *scope)
+        assert (code, out) == (0, "cell/b\n"), err
     code, _, err = await kukectl(k, "patch", "cell/c", "-p", '{"spec": {"bogus": 1}}', *scope)
     assert code == 1
     assert "bogus" in err

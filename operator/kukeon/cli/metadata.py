@@ -98,6 +98,7 @@ class _Change:
     changes: dict[str, str | None]
     overwrite: bool
     dry_run: bool
+    names_only: bool = False  # kubectl's -o name: KIND/NAME alone
 
     async def make(
         self, client: ApiClient, kind: Kind, scope: tuple[str, ...], res: AnyResource
@@ -126,7 +127,8 @@ class _Change:
                 error_line(f"{label}: {api_error_text(exc)}")
                 return False
         suffix = " (server dry run)" if self.dry_run else ""
-        click.echo(f"{label} {change_word(self.verb, current, after)}{suffix}")
+        said = "" if self.names_only else f" {change_word(self.verb, current, after)}{suffix}"
+        click.echo(f"{label}{said}")
         return True
 
 
@@ -137,6 +139,7 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
     @click.option("--overwrite", is_flag=True, help=f"Replace an {noun} that has another value.")
     @click.option("-l", "--selector", help="Every object of KIND matching this label selector.")
     @click.option("--all", "every", is_flag=True, help="Every object of KIND in scope.")
+    @click.option("-o", "--output", type=click.Choice(["name"]), help="name: KIND/NAME alone.")
     @dry_run_option
     @scope_options
     @click.pass_context
@@ -147,6 +150,7 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
         overwrite: bool,
         selector: str | None,
         every: bool,
+        output: str | None,
         dry_run: str,
         realm: str,
         space: str,
@@ -164,7 +168,8 @@ def _metadata_command(field: str, noun: str, verb: str) -> click.Command:
             chosen = await _targets(client, kind, scope, names, selector, every)
             if not chosen:
                 click.echo(f"No {kind_slug(kind)} matched.", err=True)
-            change = _Change(field, noun, verb, changes, overwrite, dry_run == "server")
+            server_dry_run, names_only = dry_run == "server", output == "name"
+            change = _Change(field, noun, verb, changes, overwrite, server_dry_run, names_only)
             return all([await change.make(client, kind, scope, res) for res in chosen])
 
         if not run(ctx, work):
@@ -229,7 +234,12 @@ def _patch_document(text: str) -> dict[str, Any]:
     help="Only merge (RFC 7386) is supported; the others are refused.",
 )
 @click.option("--subresource", type=click.Choice(["status"]), help="Patch the status (admins).")
-@click.option("-o", "--output", type=click.Choice(["name", "yaml", "json"]), default="name")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["name", "yaml", "json"]),
+    help="name: only KIND/NAME (kubectl's -o name); yaml, json: the patched object.",
+)
 @dry_run_option
 @scope_options
 @click.pass_context
@@ -241,7 +251,7 @@ def patch(
     patch_file: Any,
     patch_type: str,
     subresource: str | None,
-    output: str,
+    output: str | None,
     dry_run: str,
     realm: str,
     space: str,
@@ -271,11 +281,13 @@ def patch(
     async def work(client: ApiClient) -> None:
         # kubectl reads the object first and says "(no change)" when the patch's answer is
         # that same object (kukeond writes nothing then: the same resourceVersion).
-        before = to_document(await client.get(kind, key)) if output == "name" else None
+        before = to_document(await client.get(kind, key)) if output is None else None
         result = await client.patch(
             kind, key, document, status=subresource == "status", dry_run=dry_run == "server"
         )
-        if before is not None:
+        if output == "name":  # kubectl's -o name: KIND/NAME alone, for scripts
+            click.echo(f"{kind_slug(kind)}/{name}")
+        elif before is not None:
             unchanged = " (no change)" if to_document(result) == before else ""
             suffix = " (server dry run)" if dry_run == "server" else ""
             click.echo(f"{kind_slug(kind)}/{name} patched{unchanged}{suffix}")
