@@ -180,7 +180,8 @@ async def test_run_labels_the_cell_and_logs_and_wait_select_by_them(kukeond: Kuk
     assert out.splitlines() == ["cell/e1 condition met", "cell/e2 condition met"]
     code, out, err = await _kukectl(k, "logs", "--prefix", "-l", "tier=t")
     assert code == 0, err
-    assert out.splitlines() == ["[e1] hello e1", "[e2] hello e2"]
+    # kubectl's --prefix: [pod/NAME/CONTAINER]; run's container is named as its cell
+    assert out.splitlines() == ["[cell/e1/e1] hello e1", "[cell/e2/e2] hello e2"]
     code, out, err = await _kukectl(k, "logs", "--prefix", "-l", "app=nope")
     assert (code, out) == (0, "")
     assert "No cells match 'app=nope'" in err

@@ -4,6 +4,7 @@ serves beside the resource API, as ``kubectl logs`` prints it."""
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING, cast
 
 import click
 
@@ -14,6 +15,9 @@ from kukeon.client.paths import object_path
 from .params import CONTAINER, DURATION, SET_CELL_FORMS, cell_key, cell_or_set_named, scope_options
 from .runner import EXIT_USAGE, fail, run, write_stdout
 from .setcells import cell_of_set
+
+if TYPE_CHECKING:
+    from kukeon.api import Cell
 
 MAX_FOLLOWED = 5
 """Cells `logs -l -f` follows at most (kubectl's --max-log-requests default)."""
@@ -32,7 +36,7 @@ whole until its newline would hold a container's output without bound."""
 @click.option(
     "--prefix",
     is_flag=True,
-    help="Start each line with [cell/container] (off by default, as kubectl's).",
+    help="Start each line with [cell/NAME/CONTAINER] (off by default, as kubectl's).",
 )
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming new lines.")
 @click.option(
@@ -190,10 +194,10 @@ class _CellLogs:
     ) -> None:
         """``beside_others``: other cells' streams are printed at the same time."""
         if not all_containers:
-            label = f"[{self.cell}/{container}] " if prefix and container else None
-            if prefix and not container:
-                label = f"[{self.cell}] "
-            await self._stream(container, label, whole_lines=beside_others)
+            if prefix and not container:  # the route's default: the cell's root container
+                found = await self.client.get(Kind.CELL, self.key)
+                container = cast("Cell", found).spec.root_container().id
+            await self._stream(container, self._label(container, prefix), whole_lines=beside_others)
             return
         found = await self.client.get(Kind.CELL, self.key)
         ids = [c.id for c in getattr(found.spec, "containers", None) or []]
@@ -205,8 +209,9 @@ class _CellLogs:
             *(self._stream(cid, self._label(cid, prefix), whole_lines=True) for cid in ids)
         )
 
-    def _label(self, container_id: str, prefix: bool) -> str | None:
-        return f"[{self.cell}/{container_id}] " if prefix else None
+    def _label(self, container_id: str | None, prefix: bool) -> str | None:
+        """kubectl's --prefix: ``[pod/NAME/CONTAINER] ``, here ``[cell/NAME/CONTAINER] ``."""
+        return f"[cell/{self.cell}/{container_id}] " if prefix else None
 
     async def _stream(
         self, container_id: str | None, label: str | None, *, whole_lines: bool

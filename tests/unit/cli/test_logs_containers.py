@@ -1,6 +1,7 @@
 """`kukectl logs --all-containers`, as kubectl's: each container's output after the
 other's, in the spec's order, and with ``-f`` all at once by whole lines; a line starts
-with ``[cell/container]`` only with ``--prefix``."""
+with kubectl's ``[pod/NAME/CONTAINER]``, here ``[cell/NAME/CONTAINER]``, only with
+``--prefix``."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def test_all_containers_prints_each_after_the_other_without_prefix(
 ) -> None:
     assert _printed(monkeypatch, follow=False, prefix=False) == b"a1\na2\nb1\nb2\nb3"
     assert _printed(monkeypatch, follow=False, prefix=True) == (
-        b"[web/one] a1\n[web/one] a2\n[web/other] b1\n[web/other] b2\n[web/other] b3"
+        b"[cell/web/one] a1\n[cell/web/one] a2\n[cell/web/other] b1\n[cell/web/other] b2\n"
+        b"[cell/web/other] b3"
     )
 
 
@@ -58,8 +60,20 @@ def test_all_containers_followed_at_once_are_printed_by_whole_lines(
     monkeypatch: pytest.MonkeyPatch, prefix: bool
 ) -> None:
     printed = _printed(monkeypatch, follow=True, prefix=prefix).decode()
-    labels = {"a": "[web/one] ", "b": "[web/other] "} if prefix else {"a": "", "b": ""}
+    labels = {"a": "[cell/web/one] ", "b": "[cell/web/other] "} if prefix else {"a": "", "b": ""}
     expected = [labels[text[0]] + text for text in ("a1", "a2", "b1", "b2", "b3")]
     lines = printed.split("\n")
     assert sorted(lines) == expected, printed  # no line cut by the other container's
     assert lines.index(expected[0]) < lines.index(expected[1])
+
+
+def test_a_prefix_names_the_root_container_when_none_is_chosen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """kubectl's prefix always names the container, the default one included (it said
+    ``[web] ``): without -c the route streams the root container, here the first."""
+    written: list[bytes] = []
+    monkeypatch.setattr(logs, "write_stdout", written.append)
+    printer = logs._CellLogs(cast(ApiClient, _Client()), ("r", "s", "st", "web"), {})
+    asyncio.run(printer.print(None, all_containers=False, prefix=True))
+    assert b"".join(written) == b"[cell/web/one] a1\n[cell/web/one] a2\n"
