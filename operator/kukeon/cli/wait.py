@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import click
 
@@ -183,8 +183,11 @@ def observe(res: AnyResource, wanted: Wanted) -> tuple[bool, str]:
                 return met, f"{condition.type} is {condition.status}"
         if wanted.name.lower() != "ready" or state is None:
             return False, f"it has no {wanted.name} condition"
-        # kubectl's condition=Ready of a kind with no conditions: its state Ready
-        wanted = Wanted("state", "Ready")
+        # kubectl's condition=Ready of a kind with no conditions: its state Ready is the
+        # condition True, any other state False (Ready=false waits for it to leave Ready)
+        ready = "True" if str(state).lower() == "ready" else "False"
+        met = ready.lower() == (wanted.value or "True").lower()
+        return met, _state_said(status)
     if wanted.what == "jsonpath":
         from kukeon.api import to_document
 
@@ -192,11 +195,16 @@ def observe(res: AnyResource, wanted: Wanted) -> tuple[bool, str]:
         met = now == wanted.value if wanted.value is not None else now != ""
         return met, f"{wanted.name} is {now!r}"
     last = str(state if state is not None else "unknown")
-    # why it is not there yet, as describe says it: a timeout that only says Pending sends
-    # the user to describe for the probe or pull that holds it
+    return last.lower() == wanted.name.lower(), _state_said(status)
+
+
+def _state_said(status: Any) -> str:
+    """``it is STATE[: REASON: MESSAGE]``: why it is not there yet, as describe says it (a
+    timeout that only says Pending sends the user to describe for the probe or pull)."""
+    state = getattr(status, "state", None)
+    last = str(state if state is not None else "unknown")
     why = [getattr(status, field, None) for field in ("reason", "message")]
-    said = ": ".join(str(part) for part in (last, *why) if part)
-    return last.lower() == wanted.name.lower(), f"it is {said}"
+    return "it is " + ": ".join(str(part) for part in (last, *why) if part)
 
 
 async def _wait_deleted(client: ApiClient, targets: Sequence[Target], within: float) -> bool:

@@ -103,6 +103,16 @@ def test_condition_ready_of_a_kind_without_conditions_is_its_state() -> None:
     assert observe(_cell("Pending"), Wanted("state", "pending")) == (True, "it is Pending")
 
 
+def test_condition_ready_false_of_a_kind_without_conditions_is_any_other_state() -> None:
+    # kubectl's --for=condition=Ready=false waits for the condition to be False; it was
+    # met by a Ready cell (the value was dropped on the way to state=Ready).
+    ready, stopped = _cell("Ready"), _cell("Stopped")
+    assert observe(ready, Wanted("condition", "Ready", "false")) == (False, "it is Ready")
+    assert observe(stopped, Wanted("condition", "ready", "False")) == (True, "it is Stopped")
+    assert observe(ready, Wanted("condition", "Ready", "true")) == (True, "it is Ready")
+    assert not observe(ready, Wanted("condition", "Ready", "Unknown"))[0]
+
+
 def test_a_timeout_says_why_the_state_is_not_reached_yet() -> None:
     # the cell's reason and message, as describe shows them (the timeout said only Pending)
     waiting = _cell("Pending", reason="ContainersNotReady", message="container app: no /ready")
