@@ -3,8 +3,9 @@ documents kukectl prints (camelCase fields, as `-o json` shows them).
 
 A path is `.a.b`, `.a[0]`, `.a[*].b`, `.a[-1]`, a slice `.a[1:3]` (`[start:end:step]`, as
 Python's and kubectl's), a filter `.a[?(@.type=="Ready")]` or
-`.metadata.labels.app\\.kubernetes\\.io/name` (an escaped dot stays in the key); `$` or a
-leading `.` is the root. A filter keeps the elements of a list for which a path below `@`
+`.metadata.labels.app\\.kubernetes\\.io/name` (an escaped dot stays in the key), or a
+recursive descent `..name` (every `name` at any depth, as kubectl's); `$` or a leading `.`
+is the root. A filter keeps the elements of a list for which a path below `@`
 exists (`[?(@.ip)]`) or compares to a literal with `==`, `!=`, `<`, `<=`, `>` or `>=` (a
 string, a number, true, false or null; numbers by value, text by text), as kubectl's. A
 template mixes text with `{PATH}`, `{"literal"}` and `{range PATH}...{end}`, as kubectl's;
@@ -35,8 +36,12 @@ class _Filter(NamedTuple):
     literal: Any
 
 
-Step = str | int | slice | _Filter | None
-"""A key, an index, a slice, a filter, or None: every element."""
+class _Descend(NamedTuple):
+    """`..`: the value and every object or list below it (kubectl's recursive descent)."""
+
+
+Step = str | int | slice | _Filter | _Descend | None
+"""A key, an index, a slice, a filter, `..`, or None: every element."""
 
 _COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq,
@@ -122,7 +127,10 @@ def _steps(path: str) -> list[Step]:
     position = 0
     while position < len(text):
         char = text[position]
-        if char == ".":
+        if text.startswith("..", position):
+            steps.append(_Descend())  # the key after it is read as `.KEY` next
+            position += 1
+        elif char == ".":
             match = re.compile(r"((?:\\.|[^.\[\\])*)").match(text, position + 1)
             assert match is not None
             key = match.group(1).replace("\\.", ".")
@@ -169,7 +177,23 @@ def _selected(value: Any, step: Step) -> list[Any]:
         return value[step] if isinstance(value, list) else []
     if isinstance(step, _Filter):
         return [item for item in value if _kept(item, step)] if isinstance(value, list) else []
+    if isinstance(step, _Descend):
+        return _descendants(value)
     return [value[step]] if isinstance(value, dict) and step in value else []
+
+
+def _descendants(value: Any) -> list[Any]:
+    """``value`` and every non-empty object or list below it, depth first in document
+    order: what kubectl's `..` gives the next step (a scalar is no place to look in)."""
+    found: list[Any] = []
+    pending = [value]
+    while pending:
+        current = pending.pop()
+        children = list(current.values()) if isinstance(current, dict) else current
+        if isinstance(current, dict | list) and children:
+            found.append(current)
+            pending.extend(reversed(children))
+    return found
 
 
 def _values(document: Any, steps: list[Step]) -> list[Any]:

@@ -95,3 +95,17 @@ def test_filters_and_slices_as_kubectls() -> None:
     assert render_template(ranged, LIST) == "web\n"
     by_ready = sort_key(".status.containers[?(@.pid==13)].pid")
     assert sorted(LIST["items"], key=by_ready)[0]["metadata"]["name"] == "web"
+
+
+def test_recursive_descent_as_kubectls() -> None:
+    """`..KEY` is every KEY at any depth (kubectl's recursive descent); it was read as
+    `.KEY` of the root, so `{..name}` printed nothing, silently."""
+    assert values(LIST, "..name") == ["web", "job"]
+    assert values(LIST, "$..pid") == [12, 13]
+    assert values(LIST, ".items[0]..pid") == [12, 13]
+    assert values(LIST, "..containers[0].pid") == [12]
+    assert values(LIST, "..state") == ["Ready", "Exited"]
+    assert values(LIST, "..nothing") == []
+    assert render_template("{..name}", LIST) == "web job"
+    assert values({"a": 1}, "..a") == [1]
+    assert values("text", "..a") == []
