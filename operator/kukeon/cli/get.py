@@ -329,6 +329,11 @@ def _print_found(
 @click.option("-w", "--watch", is_flag=True, help="After listing, keep printing changes.")
 @click.option("--watch-only", is_flag=True, help="-w without printing the current objects first.")
 @click.option("--watch-timeout", type=DURATION, help="Stop watching after this long.")
+@click.option(
+    "--output-watch-events",
+    is_flag=True,
+    help="With -w: say each change's event (ADDED, MODIFIED, DELETED), as kubectl's.",
+)
 @click.option("--no-headers", is_flag=True, help="Tables without their header line.")
 @click.option("--show-labels", is_flag=True, help="Add a LABELS column.")
 @click.option(
@@ -351,6 +356,7 @@ def get(
     watch: bool,
     watch_only: bool,
     watch_timeout: float | None,
+    output_watch_events: bool,
     no_headers: bool,
     show_labels: bool,
     label_columns: tuple[str, ...],
@@ -403,18 +409,14 @@ def get(
         if not watch:
             return await _get_groups(client, groups, query, shape, sort_by or None)
         kind, wanted = groups[0]
+        layout = shape.layout(kind, with_parents=query.with_parents(kind))
+        table = WatchTable(layout, events=output_watch_events)
+        printer = _WatchPrinter(output, table, events=output_watch_events, headers=not no_headers)
+        scope = query.scope_of(kind)
+        name = wanted[0] if wanted else None
+        selectors = (selector, field_selector)
         await _watch(
-            client,
-            kind,
-            query.scope_of(kind),
-            wanted[0] if wanted else None,
-            selector,
-            field_selector,
-            output,
-            shape.layout(kind, with_parents=query.with_parents(kind)),
-            no_headers,
-            watch_timeout,
-            changes_only=watch_only,
+            client, kind, scope, name, selectors, printer, watch_timeout, changes_only=watch_only
         )
         return True
 
@@ -450,45 +452,69 @@ def _get_events(
     )
 
 
+class _WatchPrinter:
+    """How `get -w` prints one object: a table row (the header before the first one, as
+    kubectl prints it), a document, a name or a template's text. With kubectl's
+    ``--output-watch-events`` each says its event: an EVENT column first, or the watch
+    event ``{type, object}`` as the document a format or template reads."""
+
+    def __init__(self, output: str, table: WatchTable, *, events: bool, headers: bool) -> None:
+        self.output = output
+        self.table = table
+        self.events = events
+        self.header_due = headers and self.tabular
+
+    @property
+    def tabular(self) -> bool:
+        return self.output in ("table", "wide") or self.output.startswith("custom-columns=")
+
+    def show(self, res: AnyResource, event: str = "ADDED") -> None:
+        from kukeon.api import to_document
+
+        from . import output as documents
+
+        shown: Any = to_document(res)
+        if self.events:
+            shown = {"type": event, "object": shown}
+        if self.output == "json":
+            print_text(json.dumps(shown, indent=2))
+        elif self.output == "yaml":
+            import yaml
+
+            print_text("---\n" + yaml.safe_dump(shown, sort_keys=False))
+        elif self.output == "name":
+            print_text(documents.object_name(res))
+        elif self.output.startswith("jsonpath="):
+            text = render_template(self.output.partition("=")[2], shown)
+            # One object a line; a template that ends its own line ({"\n"}) gets no blank one.
+            click.echo(text, nl=not text.endswith("\n"))
+        else:
+            if self.header_due:
+                print_text(self.table.header())
+                self.header_due = False
+            print_text(self.table.row(res, datetime.now(UTC), event=event))
+        sys.stdout.flush()
+
+
 async def _watch(
     client: ApiClient,
     kind: Kind,
     scope: tuple[str, ...],
     name: str | None,
-    selector: str | None,
-    field_selector: str | None,
-    output: str,
-    layout: TableLayout,
-    no_headers: bool,
+    selectors: tuple[str | None, str | None],
+    printer: _WatchPrinter,
     stop_after: float | None,
     *,
     changes_only: bool = False,
 ) -> None:
-    from kukeon.api import to_document
     from kukeon.client.reflector import follow
-
-    from . import output as documents
-
-    table = WatchTable(layout)
 
     def note(line: str) -> None:
         stderr.print(f"watch: {line}", style="dim")
 
-    def show(res: AnyResource, *, gone: bool = False) -> None:
-        if output in ("yaml", "json"):
-            text = documents.render_documents([res], cast(Literal["yaml", "json"], output))
-            print_text(("---\n" + text) if output == "yaml" else text)
-        elif output == "name":
-            print_text(documents.object_name(res))
-        elif output.startswith("jsonpath="):
-            text = render_template(output.partition("=")[2], to_document(res))
-            # One object a line; a template that ends its own line ({"\n"}) gets no blank one.
-            click.echo(text, nl=not text.endswith("\n"))
-        else:
-            print_text(table.row(res, datetime.now(UTC), gone=gone))
-
     if len(scope) != len(KINDS[kind].parents) and scope:
         fail("-w lists one full scope or everything: give --space/--stack too, or no --realm")
+    selector, field_selector = selectors
     # The current objects first, as one aligned table; then the changes since that list.
     listing = await client.list(
         kind, scope, label_selector=selector, name=name, field_selector=field_selector
@@ -497,14 +523,10 @@ async def _watch(
         # kubectl's `get KIND NAME -w` of an object that is not there: the server's NotFound
         # and exit 1, not a header and a silent wait (an object made meanwhile is watched).
         await client.get_document(kind, (*scope, name))
-    tabular = output in ("table", "wide") or output.startswith("custom-columns=")
-    if tabular:
-        table.fit(listing.items, datetime.now(UTC))
-        if not no_headers:
-            print_text(table.header())
+    if printer.tabular:
+        printer.table.fit(listing.items, datetime.now(UTC))
     for res in () if changes_only else listing.items:  # --watch-only: listed, not shown
-        show(res)
-    sys.stdout.flush()
+        printer.show(res)
     # Reconnects from the last revision seen when the stream drops, relists on 410 Gone.
     async for event in follow(
         client,
@@ -519,8 +541,7 @@ async def _watch(
         initial_revision=listing.resource_version,
     ):
         if event.object is not None:
-            show(event.object, gone=event.type == "DELETED")
-            sys.stdout.flush()
+            printer.show(event.object, event.type)
 
 
 @click.command("describe")

@@ -356,7 +356,7 @@ def render_table(
     return "\n".join(format_rows(rows))
 
 
-_WATCH_MIN_WIDTHS = {"NAME": 20, "STATE": 10, "AGE": 5}
+_WATCH_MIN_WIDTHS = {"EVENT": 8, "NAME": 20, "STATE": 10, "AGE": 5}
 """Room `get -w` leaves from the start, so later rows rarely push a column."""
 
 
@@ -365,9 +365,10 @@ class WatchTable:
     widest width seen so far (starting with room for typical values), so rows stay aligned
     with the header and with each other as long as their values fit."""
 
-    def __init__(self, layout: TableLayout) -> None:
+    def __init__(self, layout: TableLayout, *, events: bool = False) -> None:
         self.layout = layout
-        self.columns = layout.columns()
+        self.events = events  # kubectl's --output-watch-events: an EVENT column first
+        self.columns = (["EVENT"] if events else []) + layout.columns()
         self.widths = [max(len(c), _WATCH_MIN_WIDTHS.get(c, 0)) for c in self.columns]
 
     def _line(self, cells: Sequence[str]) -> str:
@@ -383,13 +384,13 @@ class WatchTable:
     def header(self) -> str:
         return self._line(self.columns)
 
-    def row(self, item: Document | AnyResource, now: datetime, *, gone: bool = False) -> str:
-        """``gone``: a DELETED event's object, whose STATE column says ``Deleted``: its
+    def row(self, item: Document | AnyResource, now: datetime, *, event: str = "ADDED") -> str:
+        """``event`` DELETED: the object is gone, its STATE column says ``Deleted``: its
         last state (``Ready``, or a relist's last known one) read as an object still there.
         Nothing of it is ready or available any more: READY is ``0/N``, AVAILABLE ``0``."""
         cells = self.layout.row(item, now)
         layout = self.layout
-        if gone and not layout.custom:
+        if event == "DELETED" and not layout.custom:
             own = _columns(layout.kind, wide=layout.wide, with_parents=layout.with_parents)
             if "STATE" in own:
                 cells[own.index("STATE")] = "Deleted"
@@ -398,4 +399,4 @@ class WatchTable:
                 cells[at] = f"0/{cells[at].partition('/')[2]}"
             if "AVAILABLE" in own:
                 cells[own.index("AVAILABLE")] = "0"
-        return self._line(cells)
+        return self._line([event, *cells] if self.events else cells)

@@ -293,7 +293,8 @@ def test_a_cordoned_node_shows_scheduling_disabled() -> None:
 def test_a_deleted_objects_watch_row_claims_nothing_ready() -> None:
     # a DELETED event carries the object's last state: its containers were ready then
     cells = WatchTable(TableLayout(Kind.CELL))
-    assert cells.row(CELLS[0], NOW, gone=True).split() == ["api", "Deleted", "0/2", "3", "3m12s"]
+    deleted = cells.row(CELLS[0], NOW, event="DELETED")
+    assert deleted.split() == ["api", "Deleted", "0/2", "3", "3m12s"]
     assert cells.row(CELLS[0], NOW).split()[1:3] == ["Ready", "2/2"]
     created = (NOW - timedelta(hours=1)).isoformat()
     cell_set = parse_resource(
@@ -318,4 +319,4 @@ def test_a_deleted_objects_watch_row_claims_nothing_ready() -> None:
     )  # fmt: skip
     sets = WatchTable(TableLayout(Kind.CELL_SET))
     assert sets.row(cell_set, NOW).split() == ["web", "3/3", "3", "3", "60m"]
-    assert sets.row(cell_set, NOW, gone=True).split() == ["web", "0/3", "3", "0", "60m"]
+    assert sets.row(cell_set, NOW, event="DELETED").split() == ["web", "0/3", "3", "0", "60m"]
