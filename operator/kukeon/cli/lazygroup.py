@@ -53,7 +53,11 @@ class LazyGroup(click.Group):
         for path, home in self.subcommands.items():
             if path[:-1] == (name,) and isinstance(command, click.Group):
                 command.add_command(self._import(home), path[-1])
+        accept_short_equals(command)
         return command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, split_short_equals(self, args))
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *self.homes})
@@ -86,3 +90,58 @@ class LazyGroup(click.Group):
             if command is not None:
                 exc.ctx = click.Context(command, info_name=name, parent=ctx)
             raise
+
+
+def _valued_options(command: click.Command) -> tuple[set[str], set[str]]:
+    """The short options (``-o``) of ``command`` that take a value, and all of them (long
+    ones too): the argument after one of these is its value, never an option."""
+    valued = {
+        opt
+        for param in command.params
+        if isinstance(param, click.Option) and not param.is_flag and not param.count
+        for opt in param.opts
+    }
+    return {opt for opt in valued if len(opt) == 2}, valued
+
+
+def split_short_equals(command: click.Command, args: list[str]) -> list[str]:
+    """kubectl's (pflag's) ``-o=json``: a short option's value after ``=``. click reads
+    ``-o=json`` as the value ``=json``, so ``get -o=jsonpath=...``, ``-l=app=web`` and
+    ``logs -c=main``, as kubectl's documentation writes them, failed. Each such argument
+    is split in two, ``-o`` and ``json``, up to ``--``; a value of an option (``-p
+    -o=x``) is left alone, as is everything after a group's command name (that command
+    splits its own)."""
+    short, valued = _valued_options(command)
+    out: list[str] = []
+    position = 0
+    while position < len(args):
+        arg = args[position]
+        position += 1
+        if arg == "--":
+            return [*out, arg, *args[position:]]
+        if arg[:2] in short and arg[2:3] == "=" and not arg.startswith("--"):
+            out += [arg[:2], arg[3:]]
+            continue
+        out.append(arg)
+        if arg in valued and position < len(args):
+            out.append(args[position])  # this option's value, whatever it looks like
+            position += 1
+        elif isinstance(command, click.Group) and not arg.startswith("-"):
+            return [*out, *args[position:]]
+    return out
+
+
+def accept_short_equals(command: click.Command) -> None:
+    """``command`` (and, for a group, each of its commands) reads ``-o=json`` as kubectl
+    does (``split_short_equals``)."""
+    if isinstance(command, LazyGroup) or getattr(command, "_short_equals", False):
+        return  # a LazyGroup splits its own arguments
+    parse_args = command.parse_args
+
+    def split_then_parse(ctx: click.Context, args: list[str]) -> list[str]:
+        return parse_args(ctx, split_short_equals(command, args))
+
+    setattr(command, "parse_args", split_then_parse)  # noqa: B010 - this instance's only
+    setattr(command, "_short_equals", True)  # noqa: B010
+    for sub in command.commands.values() if isinstance(command, click.Group) else ():
+        accept_short_equals(sub)
