@@ -7,11 +7,13 @@ or updates them in order. ``create secret`` is in :mod:`kukeon.cli.secret`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import click
+import yaml
 
-from kukeon.api import InvalidResource
+from kukeon.api import AnyResource, InvalidResource, to_document
 from kukeon.api.imagefields import refuse_bad_images
 from kukeon.client.apiclient import ApiClient
 
@@ -32,13 +34,32 @@ from .runner import EXIT_SERVER, EXIT_USAGE, error_line, run
 OUTPUT_OPTION = click.option(
     "-o",
     "--output",
-    type=click.Choice(["name"]),
-    help="name: print each object's KIND/NAME only (for scripts: | xargs ...).",
+    type=click.Choice(["name", "yaml", "json"]),
+    help="name: print each object's KIND/NAME only (for scripts: | xargs ...); yaml, json: "
+    "the objects as written (one, or a List of several), as kubectl's.",
 )
 
 
 def _reporter(output: str | None) -> Reporter:
-    return Reporter(ok=lambda line: click.echo(line), error=error_line, names_only=output == "name")
+    objects: list[AnyResource] | None = [] if output in ("yaml", "json") else None
+    names_only = output == "name"
+    return Reporter(ok=click.echo, error=error_line, names_only=names_only, objects=objects)
+
+
+def _print_objects(objects: Sequence[AnyResource], output: str) -> None:
+    """kubectl's apply -o yaml|json: the object, or a List of them when there are several."""
+    documents = [to_document(res) for res in objects]
+    if not documents:
+        return
+    shown = (
+        documents[0]
+        if len(documents) == 1
+        else {"apiVersion": "v1", "kind": "List", "items": documents}
+    )
+    if output == "json":
+        click.echo(json.dumps(shown, indent=2))
+    else:
+        click.echo(yaml.safe_dump(shown, sort_keys=False), nl=False)
 
 
 def _client_dry_run(documents: Sequence[Document], output: str | None) -> None:
@@ -54,9 +75,13 @@ def _client_dry_run(documents: Sequence[Document], output: str | None) -> None:
             for line in error.lines():
                 error_line(f"{doc.source}: document {doc.position}: {line}")
         else:
+            if output in ("yaml", "json"):
+                continue
             click.echo(doc.name if output == "name" else f"{doc.name} valid (client dry run)")
     if refused:
         raise click.exceptions.Exit(EXIT_USAGE)
+    if output in ("yaml", "json"):  # the objects as they would be sent
+        _print_objects([doc.resource for doc in documents], output)
 
 
 def _write(
@@ -94,8 +119,12 @@ def _write(
                     error_line(line)
                 error_line("nothing was written: the server refused the documents above")
                 return False
-        applier = Applier(client=client, reporter=_reporter(output), dry_run=dry_run == "server")
-        return await applier.apply(documents, create_only=create_only)
+        reporter = _reporter(output)
+        applier = Applier(client=client, reporter=reporter, dry_run=dry_run == "server")
+        ok = await applier.apply(documents, create_only=create_only)
+        if output is not None and reporter.objects is not None:
+            _print_objects(reporter.objects, output)
+        return ok
 
     if not run(ctx, work):
         raise click.exceptions.Exit(EXIT_SERVER)

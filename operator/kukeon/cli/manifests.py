@@ -273,6 +273,8 @@ class Reporter(NamedTuple):
     ok: Callable[[str], None]
     error: Callable[[str], None]
     names_only: bool = False  # `-o name`: each object's KIND/NAME, not what was done to it
+    # `-o yaml|json`: each document's object as the server answered, instead of a line
+    objects: list[AnyResource] | None = None
 
 
 async def server_refusals(
@@ -331,6 +333,7 @@ class Applier:
         # that is refused only because such a parent is missing has passed every other check.
         self._simulated: set[tuple[Kind, tuple[str, ...]]] = set()
         self._suffix = " (server dry run)" if dry_run else ""
+        self._written: AnyResource | None = None  # the last object created or updated
 
     async def _exists(self, kind: Kind, key: tuple[str, ...]) -> bool:
         if (kind, key) in self._known:
@@ -371,15 +374,20 @@ class Applier:
                 continue
             self._known.add((kind, key))
             self._done(doc.name, action)
+            if self._report.objects is not None and self._written is not None:
+                self._report.objects.append(self._written)
         return ok
 
     def _done(self, name: str, action: str) -> None:
+        if self._report.objects is not None:
+            return  # -o yaml|json: the objects alone, printed once all are written
         self._report.ok(name if self._report.names_only else f"{name} {action}{self._suffix}")
 
     async def _create(self, res: AnyResource) -> str:
         kind, key = Kind(res.kind), key_of(res)
+        self._written = res  # a dry run's simulated creation: the object as sent
         try:
-            await self._client.create(res, dry_run=self._dry_run)
+            self._written = await self._client.create(res, dry_run=self._dry_run)
         except ApiRequestError as exc:
             # The server checks the parent last: a 404 means all else was accepted.
             simulated_parent = any(parent in self._simulated for parent in parent_chain(res))
@@ -446,6 +454,7 @@ class Applier:
                         raise
                     continue  # created by someone else meanwhile: compare with theirs
             update = apply_update(res, current)
+            self._written = current if update is None else update
             if update is None:
                 return "unchanged"
             _check_manifest_version(res, current)
@@ -457,6 +466,7 @@ class Applier:
                 if self._dry_run and self._names_simulated_profile(res, exc):
                     return "configured"
                 raise
+            self._written = written
             # A set naming a profile is always sent (the server resolves the profile again):
             # unchanged when the server found the same template.
             return "unchanged" if _same_set(written, current) else "configured"
