@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -40,9 +41,27 @@ def kubectl_hint(text: str, before: str = " (", after: str = ")") -> str:
 
 
 def unknown_kind(text: str) -> str:
-    """The error for a kind no alias names; kubectl's own names point to kukeon's."""
+    """The error for a kind no alias names, in kubectl's words ("the server doesn't have a
+    resource type"); kubectl's own names point to kukeon's, a typo to the kind it is
+    closest to."""
+    import difflib
+
     names = ", ".join(info.plural for info in KINDS.values())
-    return f"unknown kind {text!r}{kubectl_hint(text)}; expected one of {names}"
+    hint = kubectl_hint(text)
+    if not hint:
+        aliases = {alias: kind for alias in _ALIASES if (kind := kind_for_alias(alias))}
+        close = difflib.get_close_matches(text.lower(), aliases, n=1, cutoff=0.6)
+        hint = f" (did you mean {KINDS[aliases[close[0]]].plural}?)" if close else ""
+    return (
+        f"the server doesn't have a resource type {json.dumps(text)}: "
+        f"unknown kind {text!r}{hint}; expected one of {names}"
+    )
+
+
+_ALIASES = tuple(
+    alias for info in KINDS.values() for alias in (info.plural, info.kind.value, *info.aliases)
+)
+"""Every name of a kind, for the nearest one to a typo."""
 
 
 class KindType(click.ParamType[Kind]):
@@ -497,10 +516,10 @@ def kind_name_groups(first: str, rest: Sequence[str]) -> list[tuple[Kind, list[s
 
 
 def _kind_named(text: str) -> Kind:
-    try:
-        return KIND.convert(text, None, None)
-    except click.BadParameter as exc:
-        fail(exc.format_message(), EXIT_USAGE)
+    kind = kind_for_alias(text)
+    if kind is None:
+        fail(unknown_kind(text), EXIT_USAGE)  # not click's "Invalid value: " before it
+    return kind
 
 
 CELL_FORMS = "NAME, cell NAME or cell/NAME"
