@@ -52,24 +52,64 @@ def set_named(words: tuple[str, ...]) -> str:
 @click.command("scale")
 @click.argument("name", nargs=-1, required=True, metavar="cellset/NAME")
 @click.option("--replicas", type=click.IntRange(min=0), required=True, help="How many cells.")
+@click.option(
+    "--current-replicas",
+    type=click.IntRange(min=-1),
+    default=-1,
+    help="Scale only if the set has this many replicas now (kubectl's; -1: any).",
+)
+@click.option("-o", "--output", type=click.Choice(["name"]), help="name: cellset/NAME alone.")
 @scope_options
 @click.pass_context
 def scale(
-    ctx: click.Context, name: tuple[str, ...], replicas: int, realm: str, space: str, stack: str
+    ctx: click.Context,
+    name: tuple[str, ...],
+    replicas: int,
+    current_replicas: int,
+    output: str | None,
+    realm: str,
+    space: str,
+    stack: str,
 ) -> None:
     """Set a CellSet's replicas (the set controller adds or removes cells).
 
     \b
     Examples:
       kukectl scale cellset/web --replicas 5
+      kukectl scale cellset/web --current-replicas 2 --replicas 3
     """
     key = (realm, space, stack, set_named(name))
 
     async def work(client: ApiClient) -> None:
-        await client.patch(Kind.CELL_SET, key, {"spec": {"replicas": replicas}})
-        click.echo(f"cellset/{key[-1]} scaled to {replicas}")
+        if current_replicas < 0:
+            await client.patch(Kind.CELL_SET, key, {"spec": {"replicas": replicas}})
+        else:
+            await _scale_from(client, key, current_replicas, replicas)
+        label = f"cellset/{key[-1]}"
+        click.echo(label if output == "name" else f"{label} scaled to {replicas}")
 
     run(ctx, work)
+
+
+async def _scale_from(client: ApiClient, key: tuple[str, ...], current: int, wanted: int) -> None:
+    """kubectl's --current-replicas: the set is read and checked, then patched with its
+    resourceVersion (a precondition), so a scale by someone else in between is a conflict,
+    read and checked again."""
+    async for _ in conflict_attempts():
+        found = await client.get(Kind.CELL_SET, key)
+        assert isinstance(found, CellSet)
+        if found.spec.replicas != current:
+            fail(f"Expected replicas to be {current}, was {found.spec.replicas}")
+        version = found.metadata.resource_version
+        patch = {"metadata": {"resourceVersion": version}, "spec": {"replicas": wanted}}
+        try:
+            await client.patch(Kind.CELL_SET, key, patch)
+        except ApiRequestError as error:
+            if is_conflict(error):
+                continue
+            raise
+        return
+    fail(f"cellset/{key[-1]} kept changing; try again")
 
 
 def rollout_done(res: AnyResource) -> tuple[bool, str]:
@@ -224,23 +264,66 @@ def rolled_back(res: CellSet, target: CellSetRevision) -> CellSet:
     return parsed
 
 
+def revision_text(res: AnyResource, revision: int, output: str | None) -> str:
+    """kubectl's ``rollout history --revision N``: that revision's template, under a line
+    naming it (or, with -o yaml|json, the template alone); exit 1 naming the kept ones."""
+    import json
+
+    import yaml
+
+    assert isinstance(res, CellSet)
+    found = [kept for kept in res.status.revisions if kept.revision == revision]
+    if not found:
+        known = ", ".join(str(r.revision) for r in res.status.revisions) or "none"
+        fail(f"cellset/{res.metadata.name} has no revision {revision} (kept: {known})")
+    template = found[0].template
+    if output == "json":
+        return json.dumps(template, indent=2)
+    text = yaml.safe_dump(template, sort_keys=False).rstrip()
+    if output == "yaml":
+        return text
+    cause = found[0].change_cause or "<none>"
+    body = "\n".join(f"  {line}" for line in text.splitlines())
+    title = f"cellset/{res.metadata.name} with revision #{revision}"
+    return f"{title}\nChange cause: {cause}\nCell template:\n{body}"
+
+
 @rollout.command("history")
 @click.argument("name", nargs=-1, required=True, metavar="cellset/NAME")
+@click.option(
+    "--revision", type=click.IntRange(min=0), default=0, help="Show this revision's template."
+)
+@click.option(
+    "-o", "--output", type=click.Choice(["yaml", "json"]), help="With --revision: its template."
+)
 @scope_options
 @click.pass_context
 def rollout_history(
-    ctx: click.Context, name: tuple[str, ...], realm: str, space: str, stack: str
+    ctx: click.Context,
+    name: tuple[str, ...],
+    revision: int,
+    output: str | None,
+    realm: str,
+    space: str,
+    stack: str,
 ) -> None:
-    """List a CellSet's kept template revisions (the current one last).
+    """List a CellSet's kept template revisions (the current one last), or show one.
 
     \b
     Examples:
       kukectl rollout history cellset/web
+      kukectl rollout history cellset/web --revision 2
     """
     key = (realm, space, stack, set_named(name))
+    if output is not None and not revision:
+        fail("-o shows one revision's template: give --revision N", EXIT_USAGE)
 
     async def work(client: ApiClient) -> None:
-        click.echo("\n".join(history_lines(await client.get(Kind.CELL_SET, key))))
+        found = await client.get(Kind.CELL_SET, key)
+        if revision:
+            click.echo(revision_text(found, revision, output))
+        else:
+            click.echo("\n".join(history_lines(found)))
 
     run(ctx, work)
 
