@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 import click
 
-from kukeon.api import Cell, Kind, Node, NodeState
+from kukeon.api import Cell, Kind, Node, NodeState, key_of
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import object_path
 
@@ -184,14 +184,16 @@ def sort_rows(rows: list[Row], sort_by: SortKey | None) -> list[Row]:
     return ordered
 
 
-def render_cells(rows: Sequence[Row], *, with_parents: bool, containers: bool) -> str:
+def render_cells(
+    rows: Sequence[Row], *, with_parents: bool, containers: bool, headers: bool = True
+) -> str:
     header = ["REALM", "SPACE", "STACK"] if with_parents else []
     header += ["CELL", "NAME"] if containers else ["NAME"]
     header += ["CPU(cores)", "MEMORY(bytes)", "PIDS"]
     table = [header] + [
         row.columns(with_parents=with_parents, containers=containers) for row in rows
     ]
-    return "\n".join(format_rows(table))
+    return "\n".join(format_rows(table)[0 if headers else 1 :])
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,9 +242,9 @@ def node_row(name: str, first: Mapping[str, Any], second: Mapping[str, Any]) -> 
     )
 
 
-def render_nodes(rows: Sequence[NodeRow]) -> str:
+def render_nodes(rows: Sequence[NodeRow], *, headers: bool = True) -> str:
     header = ["NAME", "CPU(cores)", "CPU%", "MEMORY(bytes)", "MEMORY%", "LOAD(1m)"]
-    return "\n".join(format_rows([header] + [row.columns() for row in rows]))
+    return "\n".join(format_rows([header] + [row.columns() for row in rows])[0 if headers else 1 :])
 
 
 # --- talking to the API -------------------------------------------------------------------
@@ -310,6 +312,9 @@ class _TopGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
+NO_HEADERS = click.option("--no-headers", is_flag=True, help="The table without its header.")
+
+
 @click.group("top", cls=_TopGroup)
 def top() -> None:
     """CPU, memory and tasks of running cells or of nodes, read from their cgroups.
@@ -331,6 +336,8 @@ def top() -> None:
     type=click.Choice(["cpu", "memory"]),
     help="Biggest first by CPU or memory (default: by name).",
 )
+@click.option("-l", "--selector", help="Only the cells matching this label selector.")
+@NO_HEADERS
 @scope_options
 @click.pass_context
 def top_cells(
@@ -339,17 +346,21 @@ def top_cells(
     all_parents: bool,
     containers: bool,
     sort_by: SortKey | None,
+    selector: str | None,
+    no_headers: bool,
     realm: str,
     space: str,
     stack: str,
 ) -> None:
     """Show the CPU (millicores), memory (working set) and tasks of running cells.
 
-    Without NAMES, every running cell of the scope (--realm/--space/--stack, or -A);
-    CPU is measured over one second.
+    Without NAMES, every running cell of the scope (--realm/--space/--stack, or -A), or
+    those matching -l; CPU is measured over one second.
     """
     if all_parents and names:
         fail("a name needs its parents: use --realm/--space/--stack instead of -A", EXIT_USAGE)
+    if selector is not None and names:
+        fail("-l selects among all cells: give no names with it", EXIT_USAGE)
     names = tuple(nonempty_name(name) for name in names)
     scope = () if all_parents else (realm, space, stack)
     params = {"containers": "true"} if containers else {}
@@ -359,7 +370,8 @@ def top_cells(
             keys = [(realm, space, stack, name) for name in names]
             first, second = await _twice(lambda: _named_cells(client, keys, params))
         else:
-            listing = await client.list(Kind.CELL, scope)
+            listing = await client.list(Kind.CELL, scope, label_selector=selector)
+            chosen = {key_of(cell) for cell in listing.items}
             nodes = sorted(
                 {
                     cell.spec.node_name
@@ -370,19 +382,23 @@ def top_cells(
             query = {**dict(zip(("realm", "space", "stack"), scope, strict=False)), **params}
             first, second = await _twice(lambda: _node_cells(client, nodes, query))
         rows = sort_rows(cell_rows(first, second, containers=containers), sort_by)
+        if not names:  # the node answers for the whole scope: -l keeps those it chose
+            rows = [row for row in rows if row.key in chosen]
         if not rows:
             where = "anywhere" if all_parents else f"in {'/'.join(scope)}"
             click.echo(f"No running cells found {where}.", err=True)
             return
-        click.echo(render_cells(rows, with_parents=all_parents, containers=containers))
+        shape = {"with_parents": all_parents, "containers": containers}
+        click.echo(render_cells(rows, **shape, headers=not no_headers))
 
     run(ctx, work)
 
 
 @top.command("nodes")
 @click.argument("names", nargs=-1)
+@NO_HEADERS
 @click.pass_context
-def top_nodes(ctx: click.Context, names: tuple[str, ...]) -> None:
+def top_nodes(ctx: click.Context, names: tuple[str, ...], no_headers: bool) -> None:
     """Show each node's CPU (millicores and % of its CPUs), memory in use and load.
 
     CPU is the host's busy time over one second; memory is what is not available
@@ -427,7 +443,7 @@ def top_nodes(ctx: click.Context, names: tuple[str, ...]) -> None:
         if not rows:
             click.echo("No nodes found.", err=True)
             return
-        click.echo(render_nodes(sorted(rows, key=lambda row: row.name)))
+        click.echo(render_nodes(sorted(rows, key=lambda row: row.name), headers=not no_headers))
         if not measured:
             raise click.exceptions.Exit(EXIT_SERVER)
 
