@@ -3,6 +3,7 @@ CA to use); the file's model and how a connection is chosen are in :mod:`kukeon.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -63,28 +64,68 @@ def _load_with_context(ctx: click.Context, name: str) -> tuple[Path, KukectlConf
 
 
 @config_group.command("view")
+@click.option(
+    "-o",
+    "--output",
+    default="yaml",
+    help="yaml (default), json or jsonpath=TEMPLATE, as kubectl's config view.",
+)
+@click.option("--minify", is_flag=True, help="Only the current context.")
 @click.pass_context
-def config_view(ctx: click.Context) -> None:
+def config_view(ctx: click.Context, output: str, minify: bool) -> None:
     """Print the config file (tokens masked)."""
+    from .jsonpath import JsonPathError, render_template
+
+    if output not in ("yaml", "json") and not output.startswith("jsonpath="):
+        fail(f"-o {output!r}: expected yaml, json or jsonpath=TEMPLATE", EXIT_USAGE)
     config = _load_or_fail(_config_path(ctx))
     document = config.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if minify:  # kubectl's: what the current context uses, alone
+        if not config.current_context:
+            fail("current-context must exist in order to minify", EXIT_USAGE)
+        document["contexts"] = [
+            c for c in document.get("contexts", []) if c["name"] == config.current_context
+        ]
     for context in document.get("contexts", []):
         if "token" in context:
             context["token"] = "REDACTED"
-    click.echo(yaml.safe_dump(document, sort_keys=False).rstrip())
+    if output == "json":
+        click.echo(json.dumps(document, indent=2))
+    elif output == "yaml":
+        click.echo(yaml.safe_dump(document, sort_keys=False).rstrip())
+    else:
+        try:
+            click.echo(render_template(output.partition("=")[2], document), nl=False)
+        except JsonPathError as exc:
+            fail(f"-o jsonpath: {exc}", EXIT_USAGE)
 
 
 @config_group.command("get-contexts")
+@click.argument("names", nargs=-1)
+@click.option("-o", "--output", type=click.Choice(["name"]), help="name: the names alone.")
+@click.option("--no-headers", is_flag=True, help="The table without its header.")
 @click.pass_context
-def config_get_contexts(ctx: click.Context) -> None:
-    """List the contexts; * marks the current one."""
-    config = _load_or_fail(_config_path(ctx))
-    rows = [["CURRENT", "NAME", "SERVER", "REALM", "SPACE", "STACK"]]
-    for context in config.contexts:
-        current = "*" if context.name == config.current_context else ""
-        scope = [context.realm or "", context.space or "", context.stack or ""]
-        rows.append([current, context.name, context.server, *scope])
-    click.echo("\n".join(format_rows(rows)))
+def config_get_contexts(
+    ctx: click.Context, names: tuple[str, ...], output: str | None, no_headers: bool
+) -> None:
+    """List the contexts (or those named); * marks the current one."""
+    path = _config_path(ctx)
+    config = _load_or_fail(path)
+    missing = [name for name in names if config.context(name) is None]
+    chosen = [c for c in config.contexts if not names or c.name in names]
+    if output == "name":
+        for context in chosen:
+            click.echo(context.name)
+    else:
+        rows = [] if no_headers else [["CURRENT", "NAME", "SERVER", "REALM", "SPACE", "STACK"]]
+        for context in chosen:
+            current = "*" if context.name == config.current_context else ""
+            scope = [context.realm or "", context.space or "", context.stack or ""]
+            rows.append([current, context.name, context.server, *scope])
+        if rows:
+            click.echo("\n".join(format_rows(rows)))
+    if missing:  # kubectl's: each one named, exit 1, after those found
+        fail("\n".join(f"context {name} not found in {path}" for name in missing))
 
 
 @config_group.command("current-context")
@@ -106,6 +147,28 @@ def config_use_context(ctx: click.Context, name: str) -> None:
     config.current_context = name
     _save_or_fail(path, config)
     click.echo(f"switched to context {name!r}")
+
+
+@config_group.command("rename-context")
+@click.argument("old")
+@click.argument("new")
+@click.pass_context
+def config_rename_context(ctx: click.Context, old: str, new: str) -> None:
+    """Rename context OLD to NEW (the current context stays current under its new name)."""
+    path, config = _load_with_context(ctx, old)
+    if config.context(new) is not None:
+        fail(f"cannot rename the context {old!r}, the context {new!r} already exists in {path}")
+    existing = config.context(old)
+    assert existing is not None  # _load_with_context checked it
+    try:
+        renamed = Context.model_validate({**existing.model_dump(), "name": new})
+    except ValidationError as exc:
+        fail(f"context {new!r}: {exc.errors()[0]['msg']}", EXIT_USAGE)
+    config.contexts = [renamed if c.name == old else c for c in config.contexts]
+    if config.current_context == old:
+        config.current_context = new
+    _save_or_fail(path, config)
+    click.echo(f"context {old!r} renamed to {new!r}")
 
 
 @config_group.command("delete-context")
