@@ -100,6 +100,8 @@ _OPTION_COMPLETERS = {
     "context": "contexts",
 }
 
+_OUTPUT_FORMATS = ("table", "wide", "yaml", "json", "name", "jsonpath=", "custom-columns=")
+
 Completer = Callable[[click.Context, click.Parameter, str], list[CompletionItem[str]]]
 
 
@@ -120,9 +122,12 @@ def completer_for(
     path: tuple[str, ...], command: click.Command, param: click.Parameter
 ) -> str | None:
     """The name of the completer of ``param`` of the command at ``path`` (None: click's own)."""
+    from kukeon.cli.get import OutputType
     from kukeon.cli.params import KindType
 
     if isinstance(param, click.Option):
+        if isinstance(param.type, OutputType):  # get's -o: kubectl completes its formats
+            return "output-formats"
         return _OPTION_COMPLETERS.get(param.name or "")
     if isinstance(param.type, KindType):
         return "kinds"
@@ -430,6 +435,7 @@ class Completers:
             "containers": self._containers,
             "explain": self._explain,
             "contexts": self._contexts,
+            "output-formats": lambda ctx, param, incomplete: list(_OUTPUT_FORMATS),
         }
         if name is None or name not in table:
             return None
