@@ -161,7 +161,10 @@ class StagedUpload:
                 for member in reading:
                     data = reading.extractfile(member) if member.isreg() else None
                     writing.addfile(self._restaged(member), data)
-        except (tarfile.TarError, ArchiveTarError) as error:
+        except (tarfile.TarError, ArchiveTarError, ValueError, OverflowError) as error:
+            # ValueError, OverflowError: tarfile's reading of a header's values, which it does
+            # not wrap in its own errors (a pax mtime of nan or 1e400, a sparse map of no
+            # numbers, a name in no encoding): the copy ended with no status, said nothing.
             raise UploadRefusedError(
                 f"the stream is not a tar archive kukeond can read: {error}"
             ) from None

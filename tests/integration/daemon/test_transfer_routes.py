@@ -133,6 +133,15 @@ async def test_cp_writes_and_reads_a_directory_with_its_modes(kukeond: Kukeond) 
             assert archive.getnames() == ["passwd"]
 
 
+def _pax_file(name: str, headers: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        member = tarfile.TarInfo(name)
+        member.size, member.pax_headers = 4, headers
+        archive.addfile(member, io.BytesIO(b"data"))
+    return buffer.getvalue()
+
+
 async def test_cp_failures_are_explained(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()
@@ -147,6 +156,14 @@ async def test_cp_failures_are_explained(kukeond: Kukeond) -> None:
         _, err, status = await _cp(http, url, {"path": "/nope/x", "mode": "write"}, b"\0" * 1024)
         assert status["exitCode"] != 0
         assert b"nope" in err
+
+        # A pax header value tarfile cannot convert (its ValueError, OverflowError): said,
+        # nothing staged left (the copy closed with no status and no word).
+        for headers in ({"mtime": "nan"}, {"mtime": "1e400"}):
+            upload = _pax_file("sent", headers)
+            _, _, status = await _cp(http, url, {"path": "/tmp/in", "mode": "write"}, upload)
+            assert "not a tar archive kukeond can read" in status.get("error", ""), status
+        assert await exec_in(k, "s1_st1_box_main", "ls", "-A", "/tmp") == (0, "")
 
         for params, code, words in (
             ({"path": "/", "mode": "read"}, 400, "names no file"),

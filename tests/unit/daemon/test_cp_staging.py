@@ -103,6 +103,33 @@ def test_a_stream_that_is_not_tar_is_refused() -> None:
         _rewritten(StagedUpload(), b"no tar here\n")
 
 
+def _pax_member(headers: dict[str, str], data: bytes = b"x") -> bytes:
+    member = _member("f")
+    member.size, member.pax_headers = len(data), headers
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        archive.addfile(member, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("headers", "why"),
+    [
+        ({"mtime": "nan"}, "NaN"),
+        ({"mtime": "1e400"}, "infinity"),
+        ({"GNU.sparse.map": "a,b", "GNU.sparse.size": "10"}, "invalid literal"),
+    ],
+    ids=["mtime-nan", "mtime-inf", "sparse-map"],
+)
+def test_a_header_value_tarfile_cannot_convert_is_refused(
+    headers: dict[str, str], why: str
+) -> None:
+    """tarfile raises ValueError and OverflowError of its own for these, not its TarError:
+    the rewriting thread ended with them and the copy closed with no status (HEAD)."""
+    with pytest.raises(UploadRefusedError, match=f"not a tar archive kukeond can read: .*{why}"):
+        _rewritten(StagedUpload(), _pax_member(headers))
+
+
 def _root(tmp_path: Path) -> int:
     return os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
 
