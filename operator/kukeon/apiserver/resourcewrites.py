@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Coroutine
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -267,12 +267,7 @@ class ResourceWrites(HandlerBase):
         )
         if not isinstance(patch, dict):
             raise ApiError(400, "a merge patch must be a JSON object")
-        # Only an object's resourceVersion is a precondition; metadata that is no object is
-        # the 400 ``prepare`` names once the patch is applied.
-        metadata_patch = patch.get("metadata")
-        precondition = (
-            metadata_patch.get("resourceVersion") if isinstance(metadata_patch, dict) else None
-        )
+        precondition, uid = _patch_preconditions(patch, target)
         for _ in range(_PATCH_RETRIES):
             current = await self._store(target, self._registry.get(target.kind, target.key))
             before = to_document(current)
@@ -292,7 +287,7 @@ class ResourceWrites(HandlerBase):
                 after["status"] = before.get("status", {})
             document = prepare(after, target, name_from_url=True)
             res = checks.parse(document)
-            self._check_uid(target, res.metadata.uid, current)
+            self._check_uid(target, uid, current)
             if precondition is None:
                 res.metadata.resource_version = current.metadata.resource_version
             elif str(precondition) != current.metadata.resource_version:
@@ -400,6 +395,38 @@ class ResourceWrites(HandlerBase):
                 kind=target.kind.value,
                 name=target.name,
             )
+
+
+class _PatchPreconditions(NamedTuple):
+    """What a merge patch's metadata says the object must be: its version and uid."""
+
+    version: str | None
+    uid: str | None
+
+
+def _patch_preconditions(patch: dict[str, Any], target: Target) -> _PatchPreconditions:
+    """A merge patch's ``metadata.resourceVersion`` and ``metadata.uid``: the version and the
+    object it must apply to, if given.
+
+    Only an object's are; metadata that is no object is the 400 ``prepare`` names once the
+    patch is applied. Read here, from the patch, as each must be a string (422): a status
+    patch drops the patch's metadata, so nothing later named them (a version no object has
+    was a 409 "has been modified", a uid not checked at all).
+    """
+    metadata = patch.get("metadata")
+    given = metadata if isinstance(metadata, dict) else {}
+    for field in ("resourceVersion", "uid"):
+        if given.get(field) is not None and not isinstance(given[field], str):
+            why = f"must be a string: the {field} of the object the patch was made against"
+            raise ApiError(
+                422,
+                f"{target.label()} is invalid: metadata.{field}: {why}",
+                reason="Invalid",
+                causes=[Cause(f"metadata.{field}", why)],
+                kind=target.kind.value,
+                name=target.name,
+            )
+    return _PatchPreconditions(given.get("resourceVersion"), given.get("uid"))
 
 
 def _precondition(target: Target, given: Preconditions | None) -> Precondition | None:

@@ -596,6 +596,50 @@ async def test_a_merge_patch_whose_metadata_is_no_object_is_400(
     assert unchanged["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
 
 
+@pytest.mark.usefixtures("hierarchy", "no_tracebacks")
+@pytest.mark.parametrize("value", [{"a": 1}, [1], 1.5, True, 7])
+@pytest.mark.parametrize("field", ["resourceVersion", "uid"])
+@pytest.mark.parametrize("subresource", ["", "/status"])
+async def test_a_patchs_precondition_that_is_no_string_is_422_naming_it(
+    http: aiohttp.ClientSession, value: Any, field: str, subresource: str
+) -> None:
+    """A status patch drops the patch's metadata, so only the precondition read it: a 409
+    "has been modified" for a version no object can have, a uid not checked (a spec patch
+    was a 422 already)."""
+    url, stored = await _stored_cell(http, "versioned")
+    async with http.patch(
+        url + subresource,
+        data=json.dumps({"metadata": {field: value}, "status": {}}),
+        headers={"Content-Type": "application/merge-patch+json"},
+    ) as response:
+        status = _status(await response.read(), 422)
+    assert [cause["field"] for cause in status["details"]["causes"]] == [f"metadata.{field}"]
+    async with http.get(url) as response:
+        unchanged = await response.json()
+    assert unchanged["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+
+
+@pytest.mark.usefixtures("hierarchy", "no_tracebacks")
+@pytest.mark.parametrize("subresource", ["", "/status"])
+async def test_a_patch_for_another_uid_is_409_on_status_too(
+    http: aiohttp.ClientSession, subresource: str
+) -> None:
+    """The uid a patch names is the object it was made against (one deleted and made again
+    since is another): a status patch ignored it and wrote over the new object's status."""
+    url, stored = await _stored_cell(http, "recreated")
+    other = "0" * 8 + "-0000-0000-0000-" + "0" * 12
+    async with http.patch(
+        url + subresource,
+        data=json.dumps({"metadata": {"uid": other}, "status": {"message": "x"}}),
+        headers={"Content-Type": "application/merge-patch+json"},
+    ) as response:
+        status = _status(await response.read(), 409)
+    assert "precondition failed: the uid given" in status["message"]
+    async with http.get(url) as response:
+        unchanged = await response.json()
+    assert unchanged["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+
+
 _WRITE_PATHS: list[tuple[Any, ...]] = [
     (),
     ("metadata",),
