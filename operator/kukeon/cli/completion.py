@@ -90,6 +90,7 @@ _CONTEXT_COMMANDS = {
     ("config", "use-context"),
     ("config", "set-context"),
     ("config", "delete-context"),
+    ("config", "get-contexts"),
 }
 _OPTION_COMPLETERS = {
     "realm": "realms",
@@ -137,6 +138,8 @@ def completer_for(
         return "wait-targets"
     if path == ("explain",) and param.name == "resource":
         return "explain"
+    if path == ("config", "rename-context") and param.name == "old":
+        return "contexts"
     if param.name == "node" or (param.name in ("name", "names") and path in _NODE_COMMANDS):
         return "nodes"
     if param.name not in ("name", "names", "words"):  # words: label's NAME... KEY=VALUE...
