@@ -28,20 +28,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kukeon.api import ContainerSpec, Kind, Secret, SecretKeyRef, lookup_scopes
 from kukeon.fileio import write_atomically
+from kukeon.processes import run_program
 from kukeon.runtime.bindpins import BINDS_DIR, binds_directory, unpin_cell, unpin_scope
 from kukeon.runtime.containerd.crilog import parse_record, rotated_logs
 from kukeon.runtime.containerd.ttyinit import CREATE_MARKER
 from kukeon.runtime.hostfiles import PRIVATE_DIR_MODE, make_dirs, write_private_text
 from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.store import InvalidStoredDocument, NotFound, Registry
+
+log = logging.getLogger(__name__)
 
 
 class SecretUnavailableError(Exception):
@@ -116,7 +119,24 @@ class CellFiles:
     async def remove(self) -> None:
         """The cell's files, and its pinned bind sources unmounted first (never walked)."""
         await run_on_host_thread(unpin_cell, binds_directory(self.state_dir, self.key))
-        await asyncio.to_thread(shutil.rmtree, self.directory, True)
+        await remove_cell_files(self.directory)
+
+
+async def remove_cell_files(directory: Path) -> None:
+    """``directory`` and everything in it, whatever its containers left there.
+
+    A container writes its tty state directory (``/run/kukeon/tty``) as it likes, a tree
+    nested thousands of levels deep included, which ``shutil.rmtree`` (recursive, its
+    RecursionError no OSError it ignores) could not remove: the cell's finalizer failed at
+    every retry, so the cell, and its stack, space and realm, were never deleted. GNU rm
+    walks any depth, follows no link and stays on this filesystem. What it cannot remove
+    is logged and left, as rmtree's errors were ignored.
+    """
+    done = await run_program(["rm", "-rf", "--one-file-system", "--", str(directory)])
+    if done.returncode != 0:
+        log.warning(
+            "cannot remove all of %s: %s", directory, done.stderr.decode(errors="replace")[:500]
+        )
 
 
 def _prepare_tty_state(files: CellFiles, container: str, digest: str, uid: int, gid: int) -> None:
@@ -155,7 +175,7 @@ async def remove_scope_files(state_dir: Path, scope: tuple[str, ...]) -> None:
     Called by the parent's finalizer, so the empty `cells/<realm>/<space>/<stack>` levels do
     not outlive the resources they were made for.
     """
-    await asyncio.to_thread(shutil.rmtree, state_dir.joinpath("cells", *scope), True)
+    await remove_cell_files(state_dir.joinpath("cells", *scope))
     await run_on_host_thread(unpin_scope, state_dir, scope)
 
 

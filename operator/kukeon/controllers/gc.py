@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -57,6 +56,7 @@ from kukeon.runtime.network import bridge_name, network_id_prefix
 from kukeon.store import Registry
 
 from .cell import LABEL_NODE, CellController, cell_key, network_id
+from .cellfiles import remove_cell_files
 from .cellports import release_ports
 from .host import Host
 from .layergc import collect_layer_orphans
@@ -353,7 +353,7 @@ async def remove_cell_host_side(host: Host, key: tuple[str, ...], *, conflist: P
     await host.networks.detach_cell(cell_id=network_id(key, instance), cni_config_path=conflist)
     await host.cgroups.remove(CgroupPath(key))
     await run_on_host_thread(unpin_cell, binds_directory(host.settings.state_dir, key))
-    await asyncio.to_thread(shutil.rmtree, host.settings.state_dir.joinpath("cells", *key), True)
+    await remove_cell_files(host.settings.state_dir.joinpath("cells", *key))
 
 
 async def space_conflists(host: Host, registry: Registry) -> dict[str, Path]:
