@@ -42,7 +42,11 @@ from kukeon.store.realmquota import RealmQuotas, counts_against_quota
 
 log = logging.getLogger(__name__)
 
-_PATCH_RETRIES = 5
+# A patch without a resourceVersion is applied to the newest version: a conflict means
+# another write landed in between, so each round one of the racing writers wins and N
+# writers need at most N rounds (as kube-apiserver's GuaranteedUpdate re-reads on each
+# conflict). The bound only stops a livelock no real load makes.
+_PATCH_RETRIES = 100
 
 
 class ResourceWrites(HandlerBase):
