@@ -430,7 +430,8 @@ def _patch_preconditions(patch: dict[str, Any], target: Target) -> _PatchPrecond
                 kind=target.kind.value,
                 name=target.name,
             )
-    return _PatchPreconditions(given.get("resourceVersion"), given.get("uid"))
+    # An empty version is no precondition, as a replace's (and kube-apiserver's) is.
+    return _PatchPreconditions(given.get("resourceVersion") or None, given.get("uid"))
 
 
 def _precondition(target: Target, given: Preconditions | None) -> Precondition | None:

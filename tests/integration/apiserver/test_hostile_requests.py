@@ -737,3 +737,20 @@ async def test_concurrent_patches_without_a_resource_version_all_land(
     async with http.get(url) as response:
         labels = (await response.json())["metadata"]["labels"]
     assert {f"k{index}" for index in range(20)} <= set(labels), labels
+
+
+@pytest.mark.usefixtures("hierarchy", "no_tracebacks")
+async def test_a_patch_with_an_empty_resource_version_is_unconditional(
+    http: aiohttp.ClientSession,
+) -> None:
+    """``resourceVersion: ""`` asks for no version, as a replace's does: it was a 409."""
+    url, stored = await _stored_cell(http, "unconditional")
+    async with http.patch(
+        url,
+        data=json.dumps({"metadata": {"resourceVersion": "", "labels": {"b": "1"}}}),
+        headers={"Content-Type": "application/merge-patch+json"},
+    ) as response:
+        assert response.status == 200, await response.text()
+        patched = await response.json()
+    assert patched["metadata"]["labels"]["b"] == "1"
+    assert patched["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"]
