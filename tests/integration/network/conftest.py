@@ -197,7 +197,8 @@ class NetworkHarness:
                     realm=realm, space=space, cni_config_path=path
                 )
             run("ip", "link", "del", bridge_name(realm, space, self.settings.instance))
-        run("nft", "delete", "table", "inet", self.settings.nft_table)
+        for family in ("inet", "arp"):
+            run("nft", "delete", "table", family, self.settings.nft_table)
 
 
 def new_harness(

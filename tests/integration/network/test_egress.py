@@ -129,7 +129,7 @@ async def test_replacing_and_removing_chains_keeps_other_spaces(harness: Network
     listing = json.loads(run("nft", "-j", "list", "table", "inet", table, check=True).stdout)
     rules = [i["rule"] for i in listing["nftables"] if "rule" in i]
     assert sum(r["chain"] == "egress-kk-x-one" for r in rules) == 8
-    assert sum(r["chain"] == "forward" for r in rules) == 1
+    assert sum(r["chain"] == "forward" for r in rules) == 2  # oifname, iifname dispatch
     assert sum(r["chain"] == "input" for r in rules) == 1
     one_rule = next(r for r in rules if r.get("comment") == "rule-0")
     assert "127.0.0.1" in json.dumps(one_rule["expr"])
@@ -141,6 +141,7 @@ async def test_replacing_and_removing_chains_keeps_other_spaces(harness: Network
     assert "egress-kk-x-one" not in state.chains
     assert await egress.remove(bridge="kk-x-two")
     assert not (await egress.state()).exists, "the last space's removal must drop the table"
+    assert run("nft", "list", "table", "arp", table).returncode != 0, "and its arp table"
 
 
 async def test_cells_of_another_realm_are_never_reached(harness: NetworkHarness) -> None:

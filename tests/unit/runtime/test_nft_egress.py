@@ -51,24 +51,43 @@ RULES = (
 )
 
 
+def in_family(batch: dict[str, Any], family: str) -> dict[str, Any]:
+    """The batch's commands on ``family``'s table."""
+    return {
+        "nftables": [
+            c for c in batch["nftables"] for o in c.values() for v in o.values()
+            if v.get("family") == family
+        ]
+    }  # fmt: skip
+
+
 def test_apply_is_one_transaction_that_replaces_the_chain() -> None:
-    batch = render_apply(
+    whole = render_apply(
         table="kukeon", bridge="kk-a-b", realm="a", subnet=NET, default="deny", rules=RULES
     )
-    assert all(c.get("family", "inet") == "inet" for v in batch["nftables"] for c in v.values())
+    assert {v["family"] for c in whole["nftables"] for o in c.values() for v in o.values()} == {
+        "inet",
+        "arp",
+    }
+    batch = in_family(whole, "inet")
     assert commands(batch, "add", "table") == [{"family": "inet", "name": "kukeon"}]
     assert commands(batch, "add", "map")[0]["map"] == "verdict"
     hooks = {c["name"]: c for c in commands(batch, "add", "chain") if "hook" in c}
     assert set(hooks) == {"forward", "input"}
     assert all(c["policy"] == "accept" and c["prio"] == 0 for c in hooks.values())
     flushed = [c["name"] for c in commands(batch, "flush", "chain")]
-    assert flushed == ["forward", "input", "egress-kk-a-b"]
+    # to-kk-a-b: what a space bound by its leases had, gone (``render_leased_cleanup``).
+    assert flushed == ["forward", "input", "egress-kk-a-b", "to-kk-a-b"]
     for hook in ("forward", "input"):
-        (dispatch,) = space_rules(batch, hook)
+        dispatch = space_rules(batch, hook)[-1]
         assert dispatch["expr"] == [
             {"vmap": {"key": {"meta": {"key": "iifname"}}, "data": "@egress_bridges"}}
         ]
-    *sets, element = commands(batch, "add", "element")
+    (to_cells, _) = space_rules(batch, "forward")
+    assert to_cells["expr"] == [
+        {"vmap": {"key": {"meta": {"key": "oifname"}}, "data": "@cell_bridges"}}
+    ]
+    *sets, element, _ = commands(batch, "add", "element")
     assert [(c["name"], c["elem"]) for c in sets] == [
         ("bridges", ["kk-a-b"]),
         (realm_set_name("a"), ["kk-a-b"]),

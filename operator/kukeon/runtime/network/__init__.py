@@ -18,10 +18,12 @@ controllers call), ``errors``.
 
 from kukeon.runtime.network.bridge import (
     bridge_name,
+    cell_network_id,
     delete_link,
     instance_tag,
     is_valid_ifname,
     link_exists,
+    network_id_prefix,
 )
 from kukeon.runtime.network.cni import (
     CniDns,
@@ -69,8 +71,6 @@ from kukeon.runtime.network.space import (
     SpaceNetworkRemoval,
     SpaceNetworks,
     SpaceNetworkStatus,
-    cell_network_id,
-    network_id_prefix,
     space_conflist_path,
 )
 from kukeon.runtime.network.subnets import JsonFileSubnetStore, SubnetStore, allocate_subnet

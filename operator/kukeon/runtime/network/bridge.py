@@ -25,6 +25,7 @@ import base64
 import hashlib
 import os
 import re
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,16 @@ def instance_tag(*, state_dir: Path, registry: str) -> str:
     if Path(os.path.abspath(state_dir)) == DEFAULT_STATE_DIR:
         return ""
     return hashlib.sha256(registry.encode()).hexdigest()[:6]
+
+
+def network_id_prefix(instance: str = "") -> str:
+    """How this control plane's cell network ids (netns names, CNI container ids) begin."""
+    return f"kukeon-{instance}_" if instance else "kukeon_"
+
+
+def cell_network_id(key: Sequence[str], instance: str = "") -> str:
+    """The cell's netns name and CNI container id (`_` cannot occur in resource names)."""
+    return network_id_prefix(instance) + "_".join(key)
 
 
 def is_valid_ifname(name: str) -> bool:

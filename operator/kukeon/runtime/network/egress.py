@@ -6,10 +6,11 @@ Layout of the one table kukeon owns (``inet kukeon`` by default)::
     set bridges { type ifname; "<bridge>", ... }            # every space's bridge
     set realm-<hash> { type ifname; "<bridge>", ... }       # the bridges of one realm
     set cell_connections { type ipv4_addr; flags dynamic; }  # per-source conntrack counts
-    chain forward { type filter hook forward priority filter; iifname vmap @egress_bridges }
+    chain forward { type filter hook forward priority filter;
+                    oifname vmap @cell_bridges; iifname vmap @egress_bridges }
     chain input   { type filter hook input   priority filter; iifname vmap @egress_bridges }
     chain egress-<bridge> {
-        ip saddr != <subnet> counter drop      # a source not the space's: spoofed
+        ip saddr != @cells-<bridge> counter drop   # not a cell's address: spoofed
         ct state new add @cell_connections { ip saddr ct count over <limit> } counter drop
         oifname "<bridge>" return              # cell to cell on the same bridge
         oifname @bridges oifname != @realm-<hash> ct state invalid,untracked counter drop
@@ -52,6 +53,10 @@ Why this shape:
   itself, and one cell sending UDP to many ports filled it (each datagram to a new port
   is an entry that lives 30 s). The count is per source address, so per cell; it counts
   what is still in conntrack (a closed TCP connection's TIME_WAIT entry not).
+* The source must be an address leased to a cell of the space (``cells-<bridge>``; the
+  subnet for a space the CNI plugins attach), and the host takes ARP from the bridge (an
+  ``arp`` table of the same name) and routes to it only for such an address: else a cell
+  filled the host's neighbour table (``neighbours``, which renders those objects).
 * The input hook is covered as well: a cell talking to the host's own addresses (the
   gateway, or any local service) is egress from the cell's point of view.
 * A drop in this table wins over ACCEPTs in iptables-nft's tables, because every base chain
@@ -70,21 +75,37 @@ import asyncio
 import hashlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from pathlib import Path
 from typing import Any, Literal
 
+from kukeon.runtime.network.connlimit import cell_connections_rule, connections_set_script
 from kukeon.runtime.network.errors import (
     EgressResolutionError,
     NftError,
 )
+from kukeon.runtime.network.leases import leased
 from kukeon.runtime.network.masquerade import (
     masquerading_bridges,
     render_masquerade,
     render_unmasquerade,
 )
-from kukeon.runtime.network.nfttable import FAMILY, NftTable
+from kukeon.runtime.network.neighbours import (
+    ARP_FAMILY,
+    ARP_MAP,
+    TO_MAP,
+    BoundState,
+    allowed_sources,
+    parse_bound_state,
+    render_leased_cleanup,
+    render_leased_sets,
+    render_neighbour_bound,
+    render_to_dispatch,
+    render_unbound,
+)
+from kukeon.runtime.network.nfttable import FAMILY, NftTable, map_keys
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +117,11 @@ DEFAULT_COMMENT = "default"
 OTHER_REALM_COMMENT = "other-realm"
 OTHER_REALM_INVALID_COMMENT = "other-realm-invalid"
 SPOOFED_COMMENT = "spoofed"
-CELL_CONNECTIONS_COMMENT = "cell-connections"
-CELL_CONNECTIONS_SET = "cell_connections"
 DEFAULT_CELL_CONNECTIONS = 16384
 """Connections a cell may hold in the host's conntrack table unless kukeond's
 ``cellConnectionsLimit`` says: 16 cells at it fill a 262,144-entry table."""
 CELL_CONNECTIONS_MAX = 2**31 - 1
 """nft's ``ct count`` holds a 32-bit count."""
-CELL_CONNECTIONS_SOURCES = 65536
-"""Source addresses the set counts for at once: a /16 pool's."""
 NO_CONNECTION = ("invalid", "untracked")
 """The conntrack states of a packet conntrack tied to no connection (an ICMP error quoting
 none it accepts, a TCP segment out of every window...)."""
@@ -259,33 +276,40 @@ def _rule_exprs(rule: ResolvedRule) -> list[dict[str, Any]]:
 
 def _dispatch_commands(table: str) -> list[dict[str, Any]]:
     """The table, the bridge map and the base chains that send each bridge to its chain."""
+    to_map, to_dispatch = render_to_dispatch(table)
     commands: list[dict[str, Any]] = [
         {"add": {"table": _ref(name=table)}},
         {"add": {"map": _ref(table=table, name=BRIDGE_MAP, type="ifname", map="verdict")}},
+        to_map,
     ]
     dispatch = [{"vmap": {"key": {"meta": {"key": "iifname"}}, "data": f"@{BRIDGE_MAP}"}}]
     for hook in BASE_CHAINS:
         base = _ref(table=table, name=hook, type="filter", hook=hook, prio=0, policy="accept")
-        commands += [
-            {"add": {"chain": base}},
-            # Flushing and re-adding keeps exactly one dispatch rule, whatever was there.
-            {"flush": {"chain": _ref(table=table, name=hook)}},
-            {"add": {"rule": _ref(table=table, chain=hook, expr=dispatch)}},
-        ]
+        # Flushing and re-adding keeps exactly these dispatch rules, whatever was there.
+        commands += [{"add": {"chain": base}}, {"flush": {"chain": _ref(table=table, name=hook)}}]
+        if hook == "forward":
+            commands.append({"add": {"rule": _ref(table=table, chain=hook, expr=to_dispatch)}})
+        commands.append({"add": {"rule": _ref(table=table, chain=hook, expr=dispatch)}})
     return commands
 
 
 def _space_chain_head(
-    table: str, bridge: str, realm: str, subnet: IPv4Network, cell_connections: int
+    table: str,
+    bridge: str,
+    realm: str,
+    subnet: IPv4Network,
+    cell_connections: int,
+    leased: bool,
 ) -> list[dict[str, Any]]:
     """The space chain emptied, then what is decided before any rule of the space's policy.
 
-    An IPv4 packet whose source is not in the space's ``subnet`` is dropped (a cell wrote
-    it), a new connection of a cell holding ``cell_connections`` already too (unless 0),
-    traffic back into the same bridge returns untouched (cell to cell), what goes to
-    another realm's bridge is dropped unless it belongs to a connection a host port DNAT'd
-    there (``other-realm``; ``other-realm-invalid`` for a packet of no connection, on which
-    ``ct status`` matches nothing), then established or related packets are accepted.
+    An IPv4 packet whose source is not an address of the space's cells (``leased``: its
+    ``cells-`` set; else its ``subnet``) is dropped (a cell wrote it), a new connection of a
+    cell holding ``cell_connections`` already too (unless 0), traffic back into the same
+    bridge returns untouched (cell to cell), what goes to another realm's bridge is dropped
+    unless it belongs to a connection a host port DNAT'd there (``other-realm``;
+    ``other-realm-invalid`` for a packet of no connection, on which ``ct status`` matches
+    nothing), then established or related packets are accepted.
     """
     chain = chain_name(bridge)
     saddr = {"payload": {"protocol": "ip", "field": "saddr"}}
@@ -297,8 +321,8 @@ def _space_chain_head(
     not_dnat = {"match": {"op": "!", "left": {"ct": {"key": "status"}}, "right": "dnat"}}
     # (comment, matches, verdict): each but the same-bridge return counted.
     rules: list[tuple[str | None, list[dict[str, Any]], str]] = [
-        (SPOOFED_COMMENT, [_match("!=", saddr, _address_value(subnet))], "drop"),
-        *_cell_connections_rule(saddr, cell_connections),
+        (SPOOFED_COMMENT, [_match("!=", saddr, allowed_sources(bridge, subnet, leased))], "drop"),
+        *cell_connections_rule(saddr, cell_connections),
         (None, [_match("==", oifname, bridge)], "return"),
         (OTHER_REALM_INVALID_COMMENT, [*to_other_realm, _ct_state(NO_CONNECTION)], "drop"),
         (OTHER_REALM_COMMENT, [*to_other_realm, not_dnat], "drop"),
@@ -317,29 +341,6 @@ def _space_chain_head(
             rule = _ref(table=table, chain=chain, comment=comment, expr=counted)
         commands.append({"add": {"rule": rule}})
     return commands
-
-
-def _cell_connections_rule(
-    saddr: dict[str, Any], limit: int
-) -> list[tuple[str | None, list[dict[str, Any]], str]]:
-    """A new connection of a source already holding ``limit`` in conntrack, dropped (none
-    for 0): the dynamic set keeps one count per source address."""
-    if not limit:
-        return []
-    count = {"ct count": {"val": limit, "inv": True}}
-    over = {"set": {"op": "add", "elem": saddr, "set": f"@{CELL_CONNECTIONS_SET}", "stmt": [count]}}
-    return [(CELL_CONNECTIONS_COMMENT, [_ct_state(("new",)), over], "drop")]
-
-
-def connections_set_script(table: str) -> str:
-    """The table and its ``cell_connections`` set, in nft's text syntax: its JSON (nft
-    1.0.6) cannot say ``dynamic``, and a set made without the flag is not the one the
-    kernel holds once a rule adds to it (each later ``add set`` of it was EEXIST)."""
-    return (
-        f"add table {FAMILY} {table}\n"
-        f"add set {FAMILY} {table} {CELL_CONNECTIONS_SET} "
-        f"{{ type ipv4_addr; size {CELL_CONNECTIONS_SOURCES}; flags dynamic; }}\n"
-    )
 
 
 def _match(op: str, left: dict[str, Any], right: Any) -> dict[str, Any]:
@@ -398,13 +399,16 @@ def render_apply(
     rules: Sequence[ResolvedRule],
     masquerade: bool = False,
     cell_connections: int = DEFAULT_CELL_CONNECTIONS,
+    leased: Collection[IPv4Address] | None = None,
 ) -> dict[str, Any]:
     """The one nft transaction that installs (or replaces) ``bridge``'s space chain (pure),
     the bridge of a space of ``realm`` whose cells have their addresses in ``subnet``.
 
     The bridge joins the dispatch map last, once its chain holds the whole policy. With
     ``masquerade``, the space's masquerade chain too (``masquerade``). A cell holding
-    ``cell_connections`` in conntrack opens no more (0: no limit).
+    ``cell_connections`` in conntrack opens no more (0: no limit). ``leased``: the
+    addresses leased to the space's cells, the only ones it takes from the bridge and
+    routes to (``neighbours``); None: its subnet, for a space the CNI plugins attach.
     """
     chain = chain_name(bridge)
     joins_map = {
@@ -416,9 +420,11 @@ def render_apply(
     }
     commands = [
         *_dispatch_commands(table),
-        *_space_chain_head(table, bridge, realm, subnet, cell_connections),
+        *render_neighbour_bound(table, bridge, subnet, leased),
+        *_space_chain_head(table, bridge, realm, subnet, cell_connections, leased is not None),
         *_policy_rules(table, chain, default, rules),
         joins_map,
+        *(render_leased_cleanup(table, bridge) if leased is None else []),
     ]
     if masquerade:
         commands += render_masquerade(table=table, bridge=bridge, subnet=subnet)
@@ -442,16 +448,10 @@ class TableState:
 def parse_table_state(listing: Mapping[str, Any] | None) -> TableState:
     if listing is None:
         return TableState(exists=False)
-    bridges: set[str] = set()
     chains: set[str] = set()
     sets: dict[str, frozenset[str]] = {}
     for item in listing.get("nftables", ()):
-        if "map" in item and item["map"].get("name") == BRIDGE_MAP:
-            for element in item["map"].get("elem", ()):
-                key = element[0] if isinstance(element, list) else element
-                if isinstance(key, str):
-                    bridges.add(key)
-        elif "chain" in item:
+        if "chain" in item:
             chains.add(str(item["chain"]["name"]))
         elif "set" in item:
             name = str(item["set"].get("name"))
@@ -460,25 +460,33 @@ def parse_table_state(listing: Mapping[str, Any] | None) -> TableState:
                 sets[name] = frozenset(e for e in elements if isinstance(e, str))
     return TableState(
         exists=True,
-        bridges=frozenset(bridges),
+        bridges=map_keys(listing, BRIDGE_MAP),
         chains=frozenset(chains),
         masquerading=masquerading_bridges(listing),
         sets=sets,
     )
 
 
-def render_remove(*, table: str, bridge: str, state: TableState) -> dict[str, Any] | None:
-    """The transaction that removes ``bridge``'s chain, or the whole table if it was the last.
+def is_last_space(state: TableState, bridge: str) -> bool:
+    """Whether ``state`` holds no space but ``bridge``'s (by its map, else by its chains)."""
+    chain = chain_name(bridge)
+    return not (state.bridges - {bridge}) and not {
+        c for c in state.chains if c.startswith("egress-") and c != chain
+    }
+
+
+def render_remove(
+    *, table: str, bridge: str, state: TableState, bound: BoundState | None = None
+) -> dict[str, Any] | None:
+    """The transaction that removes ``bridge``'s chain, or the whole table if it was the last
+    (``bound``: what the table holds of the neighbour bound, removed too).
 
     ``None`` when there is nothing to remove (pure).
     """
     if not state.exists:
         return None
     chain = chain_name(bridge)
-    other_spaces = (state.bridges - {bridge}) or {
-        c for c in state.chains if c.startswith("egress-") and c != chain
-    }
-    if not other_spaces:
+    if is_last_space(state, bridge):
         return {"nftables": [{"delete": {"table": _ref(name=table)}}]}
     commands: list[dict[str, Any]] = []
     if bridge in state.bridges:
@@ -496,6 +504,10 @@ def render_remove(*, table: str, bridge: str, state: TableState) -> dict[str, An
         for name, elements in sorted(state.sets.items())
         if bridge in elements
     ]
+    if bound is not None:  # after the egress chain, which refers to its set
+        commands += render_unbound(
+            family=FAMILY, table=table, bridge=bridge, state=bound, whole_table=False
+        )
     return {"nftables": commands} if commands else None
 
 
@@ -547,6 +559,7 @@ class NftEgress:
         self.cell_connections_limit = cell_connections_limit
         self._connections_set_made = False
         self._nft = NftTable(table, nft_binary=nft_binary)
+        self._arp = NftTable(table, nft_binary=nft_binary, family=ARP_FAMILY)
         self._resolver = resolver
         # Listing and then changing the table must not interleave between spaces.
         self._lock = asyncio.Lock()
@@ -564,21 +577,25 @@ class NftEgress:
         subnet: IPv4Network,
         policy: EgressRuleset,
         masquerade: bool = False,
+        leases: Path | None = None,
     ) -> AppliedEgress:
         """Install or replace the chain of ``bridge``, a space of ``realm`` on ``subnet``
-        (with ``masquerade``, its masquerade too)."""
+        (with ``masquerade``, its masquerade too); ``leases``: its network's lease
+        directory, whose addresses are the only ones taken from the bridge and routed to it
+        (None: its subnet's)."""
         rules = await resolve_policy(policy, resolver=self._resolver)
-        batch = render_apply(
-            table=self.table,
-            bridge=bridge,
-            realm=realm,
-            subnet=subnet,
-            default=policy.default,
-            rules=rules,
-            masquerade=masquerade,
-            cell_connections=self.cell_connections_limit,
-        )
         async with self._lock:
+            batch = render_apply(
+                table=self.table,
+                bridge=bridge,
+                realm=realm,
+                subnet=subnet,
+                default=policy.default,
+                rules=rules,
+                masquerade=masquerade,
+                cell_connections=self.cell_connections_limit,
+                leased=None if leases is None else await asyncio.to_thread(leased, leases),
+            )
             await self._apply_with_connections_set(batch, action=f"apply egress of {bridge}")
         return AppliedEgress(
             table=self.table,
@@ -611,12 +628,32 @@ class NftEgress:
         self._connections_set_made = True
         return True
 
-    async def remove(self, *, bridge: str) -> bool:
-        """Remove the space chain (and the table with the last one); whether anything went."""
+    async def follow_leases(self, *, bridge: str, leases: Path) -> None:
+        """The bridge's sets of leased addresses (``neighbours``) written from ``leases``,
+        its lease directory: after a cell's lease was taken or released. Read under the
+        lock, so the last writer writes what the directory holds last."""
         async with self._lock:
-            state = parse_table_state(await self._list_table())
-            batch = render_remove(table=self.table, bridge=bridge, state=state)
-            if batch is None:
+            addresses = await asyncio.to_thread(leased, leases)
+            batch = {"nftables": render_leased_sets(self.table, bridge, addresses)}
+            await self._nft.apply(batch, action=f"follow the leases of {bridge}")
+
+    async def remove(self, *, bridge: str) -> bool:
+        """Remove the space chain (and the table with the last one), and its neighbour
+        bound (the ``arp`` table with the last one); whether anything went."""
+        async with self._lock:
+            listing = await self._list_table()
+            state = parse_table_state(listing)
+            bound = parse_bound_state(listing, dispatch_map=TO_MAP)
+            inet = render_remove(table=self.table, bridge=bridge, state=state, bound=bound)
+            arp = render_unbound(
+                family=ARP_FAMILY,
+                table=self.table,
+                bridge=bridge,
+                state=parse_bound_state(await self._arp.listing(), dispatch_map=ARP_MAP),
+                whole_table=not state.exists or is_last_space(state, bridge),
+            )
+            batch = {"nftables": [*(inet or {}).get("nftables", ()), *arp]}
+            if not batch["nftables"]:
                 return False
             await self._nft.apply(batch, action=f"remove egress of {bridge}")
             self._connections_set_made = False  # gone if the table went

@@ -39,6 +39,7 @@ from kukeon.runtime.network import leases, veth
 from kukeon.runtime.network.cni.config import NetworkConfigList, gateway_of
 from kukeon.runtime.network.cni.invoke import RuntimeConf
 from kukeon.runtime.network.cni.result import CniResult, parse_result
+from kukeon.runtime.network.egress import NftEgress
 from kukeon.runtime.network.errors import HostInterfaceTakenError, NetworkError
 from kukeon.runtime.network.records import DRIVER_NETLINK, AttachmentRecord, AttachmentRecords
 from kukeon.runtime.network.veth import BridgePort
@@ -167,9 +168,17 @@ class InProcessAttachments:
     """Attach, verify and detach cells on kukeon's own bridge networks."""
 
     def __init__(
-        self, *, records: AttachmentRecords, links: Links | None = None, alias: str = ""
+        self,
+        *,
+        records: AttachmentRecords,
+        links: Links | None = None,
+        alias: str = "",
+        egress: NftEgress | None = None,
     ) -> None:
         self.records = records
+        self.egress = egress
+        """Told each lease taken or released (``NftEgress.follow_leases``): the space's
+        bridge takes ARP and IPv4 only from its leased addresses (``neighbours``)."""
         self.links: Links = links or NetlinkLinks()
         self.alias = alias
         """Set on the host ends made here (``veth.owner_alias``)."""
@@ -196,6 +205,9 @@ class InProcessAttachments:
                     return existing
                 log.info("repairing %s of %s: %s", ifname, cell_id, "; ".join(found))
                 await run_on_host_thread(self.links.make_port, port)
+                # Its attach may have died before following its lease (the space's next
+                # apply, as at every start, writes every lease too).
+                await self._follow_leases(network)
                 return existing
             await self.detach(existing)
         async with self._claiming:
@@ -218,10 +230,15 @@ class InProcessAttachments:
             await self.records.save(record)
         try:
             await run_on_host_thread(self.links.make_port, port)
+            await self._follow_leases(network)  # before any process of the cell runs
         except BaseException:
             await self._undo(record, port)
             raise
         return record
+
+    async def _follow_leases(self, network: BridgeNetwork) -> None:
+        if self.egress is not None:
+            await self.egress.follow_leases(bridge=network.bridge, leases=network.ipam_dir)
 
     async def _require_own_host_end(self, cell_id: str, ifname: str) -> None:
         """No other interface recorded here has the host end this one would get: making
@@ -251,6 +268,7 @@ class InProcessAttachments:
                 await run_on_host_thread(
                     leases.release, network.ipam_dir, port_id(record), port.ifname
                 )
+                await self._follow_leases(network)
             await self.records.drop(record.conf.container_id, record.conf.ifname)
         except Exception:
             log.warning(
@@ -267,6 +285,7 @@ class InProcessAttachments:
         network = BridgeNetwork.of(record.conflist)
         if network is not None:
             await run_on_host_thread(leases.release, network.ipam_dir, port_id(record), port.ifname)
+            await self._follow_leases(network)
         await self.records.drop(record.conf.container_id, record.conf.ifname)
 
     async def remove_leftovers(self, cell_id: str, ipam_dir: Path) -> bool:

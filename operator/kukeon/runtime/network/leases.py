@@ -77,6 +77,13 @@ def holders(directory: Path) -> set[tuple[str, str]]:
     return {found for path in directory.iterdir() if (found := _owner(path)) is not None}
 
 
+def leased(directory: Path) -> list[IPv4Address]:
+    """Every address leased in one network's directory (none when it is missing)."""
+    if not directory.is_dir():
+        return []
+    return sorted(IPv4Address(p.name) for p in directory.iterdir() if _is_address(p.name))
+
+
 def owned(directory: Path, owner: str, ifname: str) -> list[IPv4Address]:
     """The addresses leased to (``owner``, ``ifname``) in one network's directory."""
     if not directory.is_dir():

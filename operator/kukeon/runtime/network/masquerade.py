@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from ipaddress import IPv4Network
 from typing import Any
 
+from kukeon.runtime.network.nfttable import map_keys
+
 log = logging.getLogger(__name__)
 
 MASQUERADE_MAP = "masquerade_bridges"
@@ -88,14 +90,7 @@ def render_masquerade(*, table: str, bridge: str, subnet: IPv4Network) -> list[d
 
 def masquerading_bridges(listing: Mapping[str, Any]) -> frozenset[str]:
     """The bridges in the masquerade map of an ``nft -j list table`` answer."""
-    found: set[str] = set()
-    for item in listing.get("nftables", ()):
-        if "map" in item and item["map"].get("name") == MASQUERADE_MAP:
-            for element in item["map"].get("elem", ()):
-                key = element[0] if isinstance(element, list) else element
-                if isinstance(key, str):
-                    found.add(key)
-    return frozenset(found)
+    return map_keys(listing, MASQUERADE_MAP)
 
 
 def render_unmasquerade(

@@ -50,11 +50,25 @@ def started_here(pid: int) -> bool:
     return at is not None and time.monotonic() - at <= OWN_PID_SECONDS
 
 
-class NftTable:
-    """The ``inet`` table ``name`` as the ``nft`` command shows and changes it."""
+def map_keys(listing: Mapping[str, Any], name: str) -> frozenset[str]:
+    """The keys of the map ``name`` in an ``nft -j list table`` answer."""
+    found: set[str] = set()
+    for item in listing.get("nftables", ()):
+        if "map" in item and item["map"].get("name") == name:
+            for element in item["map"].get("elem", ()):
+                key = element[0] if isinstance(element, list) else element
+                if isinstance(key, str):
+                    found.add(key)
+    return frozenset(found)
 
-    def __init__(self, name: str, *, nft_binary: str | None = None) -> None:
+
+class NftTable:
+    """The table ``name`` of ``family`` (``inet`` unless said) as the ``nft`` command shows
+    and changes it (a batch may change other tables too)."""
+
+    def __init__(self, name: str, *, nft_binary: str | None = None, family: str = FAMILY) -> None:
         self.name = name
+        self.family = family
         self._nft_binary = nft_binary
 
     @property
@@ -71,12 +85,12 @@ class NftTable:
     async def listing(self) -> Mapping[str, Any] | None:
         """``nft -j list table``'s document; None when the table does not exist."""
         returncode, stdout, stderr = await self._exec(
-            ["-j", "list", "table", FAMILY, self.name], None
+            ["-j", "list", "table", self.family, self.name], None
         )
         if returncode != 0:
             if "No such file or directory" in stderr:
                 return None
-            raise NftError(action=f"list table {FAMILY} {self.name}", stderr=stderr)
+            raise NftError(action=f"list table {self.family} {self.name}", stderr=stderr)
         try:
             listing: Mapping[str, Any] = json.loads(stdout)
         except ValueError as error:

@@ -200,16 +200,6 @@ def space_conflist_path(*, conf_dir: Path, realm: str, space: str, instance: str
     return conf_dir / f"kukeon-{bridge_name(realm, space, instance)}.conflist"
 
 
-def network_id_prefix(instance: str = "") -> str:
-    """How this control plane's cell network ids (netns names, CNI container ids) begin."""
-    return f"kukeon-{instance}_" if instance else "kukeon_"
-
-
-def cell_network_id(key: Sequence[str], instance: str = "") -> str:
-    """The cell's netns name and CNI container id (`_` cannot occur in resource names)."""
-    return network_id_prefix(instance) + "_".join(key)
-
-
 class SpaceNetworks:
     """Space networks and cell attachments on this host."""
 
@@ -232,7 +222,7 @@ class SpaceNetworks:
         self.egress = egress or NftEgress(table=settings.nft_table)
         self.records = AttachmentRecords(settings.attachments_dir)
         self.inprocess = InProcessAttachments(
-            records=self.records, links=links, alias=settings.port_alias
+            records=self.records, links=links, alias=settings.port_alias, egress=self.egress
         )
         self.forward = ForwardAccepts()
         self.leftovers = BridgeLeftovers(
@@ -274,7 +264,8 @@ class SpaceNetworks:
     ) -> SpaceNetworkStatus:
         """The space's subnet, conflist and egress chain; ``builtin`` (its cells attached
         in-process) adds the masquerade the bridge plugin's ``ipMasq`` made per cell and
-        the FORWARD accepts the firewall plugin made per cell (``forward``)."""
+        the FORWARD accepts the firewall plugin made per cell (``forward``), and bounds the
+        bridge by its leases, not its subnet (``neighbours``)."""
         bridge = bridge_name(realm, space, self.settings.instance)
         # Fail on a missing plugin now, with its name, rather than at the first cell.
         probe = self.conflist_for(bridge=bridge, subnet=self.settings.subnet_pool)
@@ -288,8 +279,14 @@ class SpaceNetworks:
         )
         conflist = self.conflist_for(bridge=bridge, subnet=subnet)
         written = await write_conflist(cni_config_path, conflist)
+        leases = self.settings.ipam_dir / bridge if builtin else None  # else bound by subnet
         applied = await self.egress.apply(
-            bridge=bridge, realm=realm, subnet=subnet, policy=egress, masquerade=builtin
+            bridge=bridge,
+            realm=realm,
+            subnet=subnet,
+            policy=egress,
+            masquerade=builtin,
+            leases=leases,
         )
         if builtin and self.settings.include_firewall:
             await self.forward.allow(bridge)
