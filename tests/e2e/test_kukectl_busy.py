@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pytest
 
 from kukeon.api import Kind
+from tests.fixtures.containerd import SLEEPER_SCRIPT
 from tests.fixtures.kukectl import KUKECTL
 from tests.fixtures.kukeond import Kukeond
 from tests.fixtures.tlskukeond import TlsKukeond, tls_kukeond  # noqa: F401 - the fixture
@@ -27,7 +28,7 @@ from tests.integration.controllers.helpers import cell_doc, cell_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kukeond_config(api_max_long_running_per_user=1)]
 
-TALKER = ["-c", "echo started; trap 'exit 0' TERM; while :; do sleep 1; done"]
+TALKER = ["-c", f"echo started; {SLEEPER_SCRIPT}"]
 
 
 @dataclass

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from kukeon.api import CELLSET_LABEL, Cell, CellSet, CellState, Kind
+from tests.fixtures.containerd import SLEEPER_SCRIPT
 from tests.fixtures.kukectl import kukectl, parent_manifests
 from tests.fixtures.kukeond import Kukeond
 
@@ -38,7 +39,7 @@ spec:
         - id: main
           image: {k.image.name}
           command: sh
-          args: ["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+          args: ["-c", "{SLEEPER_SCRIPT}"]
           env: ["V={version}"]
 """
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kukeon.api import Cell, Kind
+from tests.fixtures.containerd import SLEEPER_SCRIPT
 from tests.fixtures.kukectl import kukectl, parent_manifests
 from tests.fixtures.kukeond import Kukeond
 
@@ -30,7 +31,7 @@ spec:
     - id: app
       image: {k.image.name}
       command: sh
-      args: ["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+      args: ["-c", "{SLEEPER_SCRIPT}"]
       user: "1000:1000"
       secrets:
         - name: API_TOKEN

@@ -27,6 +27,7 @@ from kukeon.api import (
     to_request_document,
 )
 from kukeon.cli.cellsets import rolled_back, undo_target
+from tests.fixtures.containerd import SLEEPER_SCRIPT
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.apiserver.conftest import Api, Certs, running_api, tls_session
 from tests.integration.apiserver.test_cellprofiles import (
@@ -181,7 +182,7 @@ async def test_a_set_from_a_profile_makes_ready_cells_with_the_values(
                 "id": "main",
                 "image": "${IMAGE}",
                 "command": "sh",
-                "args": ["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"],
+                "args": ["-c", SLEEPER_SCRIPT],
                 "env": ["GREETING=${GREETING}"],
             }
         ]

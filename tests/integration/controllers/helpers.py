@@ -16,10 +16,10 @@ from typing import Any
 from kukeon.api import AnyResource, Cell, Kind
 from kukeon.runtime.containerd.tasks import FifoIO
 from kukeon.store import Conflict, WatchEvent
+from tests.fixtures.containerd import SLEEPER_SCRIPT
 from tests.fixtures.kukeond import Kukeond
 
-# `sh` as PID 1 ignores SIGTERM unless it traps it; this one stops within a second.
-SLEEPER = ["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+SLEEPER = ["-c", SLEEPER_SCRIPT]
 _exec_ids = itertools.count()
 
 

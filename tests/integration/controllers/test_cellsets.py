@@ -32,7 +32,7 @@ READY_FILE = {
     "periodSeconds": 1,
     "failureThreshold": 1,
 }
-SCRIPT = "trap 'exit 0' TERM; sleep 1; touch /tmp/ready; while :; do sleep 1; done"
+SCRIPT = "trap 'exit 0' TERM; sleep 1; touch /tmp/ready; sleep 2147483647 & wait"
 
 
 def set_doc(k: Kukeond, replicas: int, *, version: str = "1") -> dict[str, Any]:

@@ -33,7 +33,12 @@ from kukeon.runtime.containerd import ContainerdClient, realm_namespace
 from kukeon.runtime.containerd.containers import MANAGED_FILTER, label_filter
 from kukeon.store import NotFound, Registry
 from kukeon.store.encryption import Keyring
-from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
+from tests.fixtures.containerd import (
+    SLEEPER_SCRIPT,
+    BusyboxImage,
+    PrivateContainerd,
+    clean_namespace,
+)
 from tests.fixtures.etcd import EtcdServer
 from tests.fixtures.kukeond import kukeond_config, set_host_timings, sweep_host
 from tests.fixtures.services import require_binary, require_root
@@ -41,7 +46,7 @@ from tests.fixtures.services import require_binary, require_root
 LEASE_TTL = 3
 HEARTBEAT_SECONDS = 1.0
 LOST_TIMEOUT = 4.0
-SLEEPER = ["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
+SLEEPER = ["-c", SLEEPER_SCRIPT]
 LABEL_NODE = "kukeon.io/node"
 
 

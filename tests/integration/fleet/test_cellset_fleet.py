@@ -59,6 +59,7 @@ from kukeon.api import (
 from kukeon.client.apiclient import ApiClient, ApiRequestError
 from tests.fixtures.containerd import BusyboxImage
 
+from .conftest import SLEEPER
 from .sampling import Sample, Sampler
 from .test_fleet_up import kukectl, kukectl_via, started_fleet, wait_until
 
@@ -71,7 +72,6 @@ REPLACE_AFTER = 2
 NODES = ("n1", "n2", "n3")
 SAMPLE_EVERY = 0.5
 STACK = ("default", "default", "default")
-SLEEPER = ["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 HTTPD = 'mkdir -p /tmp/www && echo "$V" > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www'
 READINESS = {"httpGet": {"port": 8080, "path": "/"}, "periodSeconds": 1, "failureThreshold": 1}
 MISSING_IMAGE = "kukeon.io/test/missing:latest"

@@ -29,11 +29,12 @@ from tests.fixtures.containerd import BusyboxImage
 from tests.fixtures.etcd import etcdctl_tls_args
 from tests.fixtures.services import require_binary, require_root
 
+from .conftest import SLEEPER
+
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[3]
 LEASE_TTL = 3
-SLEEPER = ["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"]
 TICKER = ["-c", "trap 'exit 0' TERM; i=0; while :; do echo tick$i; i=$((i+1)); sleep 0.3; done"]
 KUKECTL = str(REPO / ".venv" / "bin" / "kukectl")
 
