@@ -138,6 +138,8 @@ RELEASE_INTERVAL = 5.0
 """Seconds between two passes over realms, spaces and stacks for nodes that are gone."""
 WRITES_IN_FLIGHT = 32
 """Placement and status writes of one pass sent to etcd at the same time."""
+UNREADABLE_NODE = "its Node document in etcd cannot be decoded (kukeond's log says why)"
+"""Why a node is left out of a placement: lists skip its document."""
 
 
 def heartbeat_prefix(key_prefix: str) -> str:
@@ -609,7 +611,10 @@ class Scheduler:
             self.stats.rescheduled += 1
 
     async def _unschedulable(self, cell: Cell, placement: Placement) -> None:
-        message = placement.message()
+        # A node whose document does not decode is skipped by the lists: named, not left
+        # out ("no node is registered" said nothing of the node that is there).
+        unreadable = {key[0]: UNREADABLE_NODE for key in self.registry.invalid_under(Kind.NODE)}
+        message = Placement(None, {**unreadable, **placement.reasons}).message()
         status = cell.status
         if (
             status.state == CellState.PENDING

@@ -21,6 +21,7 @@ import pytest
 from aetcd import rpc
 
 from kukeon.api import Cell, Kind
+from kukeon.controllers.scheduler import UNREADABLE_NODE
 from kukeon.daemon.app import Daemon
 from kukeon.store import Registry
 from tests.fixtures.kukeond import Kukeond
@@ -115,6 +116,9 @@ async def test_a_start_with_an_undecodable_node_document_serves_says_why_and_hea
         cell = await k.registry.get(Kind.CELL, new_key)
         assert isinstance(cell, Cell)
         assert cell.spec.node_name is None, "placed on a node whose Node cannot be read"
+    # Its status names the node left out and why (before: "no node is registered").
+    said_why = f"0/1 nodes are available: {k.config.node_name}: {UNREADABLE_NODE}"
+    await k.wait_for(Kind.CELL, new_key, until=lambda c: c.status.message == said_why)
     after = await k.wait_for(Kind.CELL, running_key, state="Ready")
     assert after.status.model_dump(include={"containers"}) == before.status.model_dump(
         include={"containers"}
