@@ -25,6 +25,7 @@ Measured with a raw socket in a cell's namespace, as a container's process may w
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from ipaddress import IPv4Address, IPv4Network
 
@@ -197,3 +198,47 @@ async def test_another_realms_subnet_is_dropped_before_resolution(
     await in_cell(sender, _SEND, *targets)
     bridge = bridge_name(other_realm, other_space, harness.settings.instance)
     assert not (await neighbours(bridge)) & set(targets)
+
+
+_ECHO6 = (
+    "import socket, sys\n"
+    "ifindex = socket.if_nametoindex(sys.argv[1])\n"
+    "for source in sys.argv[2:]:\n"
+    "    s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)\n"
+    "    s.bind((source, 0, 0, ifindex))\n"
+    "    s.sendto(bytes([128, 0, 0, 0, 0, 1, 0, 1]), ('ff02::1', 0, 0, ifindex))\n"
+    "    s.close()\n"
+)
+"""An ICMPv6 echo request to every node of ``argv[1]``'s link from each source ``argv[2:]``
+(the kernel sums a raw ICMPv6 socket's packets)."""
+
+
+async def test_ipv6_from_a_cell_makes_no_host_entry(harness: NetworkHarness) -> None:
+    """The host's IPv6 neighbour table is the whole host's as well (``net.ipv6.neigh.default.
+    gc_thresh3``): a bridge with IPv6 answered an echo (or a solicitation) from every source
+    a cell named, resolving each. Bridges kukeon makes carry no IPv6. The sources are added
+    to the cell's interface here, where a container would write the packets itself."""
+    realm, space = harness.new_names()
+    (sender,) = await cells(harness, realm, space, 1)
+    bridge = bridge_name(realm, space, harness.settings.instance)
+    sources = [f"fe80::1:{index:x}" for index in range(1, COUNT + 1)]
+    netns = sender.netns_path.name
+    for source in sources:
+        code, output = await arun(
+            "ip", "-n", netns, "-6", "addr", "add", f"{source}/64", "dev", sender.ifname,
+            "nodad",
+        )  # fmt: skip
+        assert code == 0, output
+    for _ in range(50):  # a bridge with IPv6 answers once its address is past DAD (~1 s)
+        code, output = await arun("ip", "-6", "addr", "show", "dev", bridge)
+        if "tentative" not in output:
+            break
+        await asyncio.sleep(0.1)
+    await in_cell(sender, _ECHO6, sender.ifname, *sources)
+    code, output = await arun("ip", "-6", "neigh", "show", "dev", bridge)
+    assert code == 0, output
+    made = {line.split()[0] for line in output.splitlines() if line} & set(sources)
+    assert not made, f"{len(made)} host IPv6 entries from a cell's sources"
+    code, output = await arun("ip", "-6", "addr", "show", "dev", bridge)
+    assert code == 0, output
+    assert "inet6" not in output, output

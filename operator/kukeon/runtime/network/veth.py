@@ -148,6 +148,7 @@ def ensure_bridge(ipr: IPRoute, name: str, gateway: IPv4Interface, alias: str = 
             raise NetworkError(f"bridge {name} vanished while it was being made")
         if made and alias:
             ipr.link("set", index=index, ifalias=alias)
+    _disable_ipv6(name)
     links = ipr.get_links(index)
     if not links or links[0].get_attr("IFLA_OPERSTATE") == "DOWN" or not _is_up(links[0]):
         ipr.link("set", index=index, state="up")
@@ -169,6 +170,20 @@ def _enable_forwarding() -> None:
             _IP_FORWARD.write_text("1", encoding="ascii")
     except OSError as error:
         raise NetworkError(f"cannot enable IPv4 forwarding: {error}") from error
+
+
+def _disable_ipv6(bridge: str) -> None:
+    """No IPv6 on the host's side of a bridge (before it is up, so it never has a link-local
+    address): cells are IPv4 only, and the host's IPv6 neighbour table, one for the whole
+    host, took an entry for every source a cell's neighbour solicitation or echo named."""
+    conf = Path("/proc/sys/net/ipv6/conf", bridge, "disable_ipv6")
+    try:
+        if conf.read_text(encoding="ascii").strip() != "1":
+            conf.write_text("1", encoding="ascii")
+    except FileNotFoundError:
+        return  # a kernel without IPv6
+    except OSError as error:
+        raise NetworkError(f"cannot turn IPv6 off on bridge {bridge}: {error}") from error
 
 
 def _is_up(link: Any) -> bool:
