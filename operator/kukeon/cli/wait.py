@@ -207,11 +207,24 @@ def _state_said(status: Any) -> str:
     return "it is " + ": ".join(str(part) for part in (last, *why) if part)
 
 
+async def _exists(client: ApiClient, kind: Kind, key: tuple[str, ...]) -> bool:
+    try:
+        await client.get(kind, key)
+    except ApiRequestError as exc:
+        if exc.code != 404:
+            raise
+        return False
+    return True
+
+
 async def _wait_deleted(client: ApiClient, targets: Sequence[Target], within: float) -> bool:
-    left = await wait_gone(client, targets, within)
+    # As kubectl's: an object already gone is no error and nothing to say (it ignores
+    # NotFound for --for=delete); one deleted while waited for is "condition met".
+    present = [target for target in targets if await _exists(client, *target)]
+    left = await wait_gone(client, present, within)
     for label in left:
         error_line(f"timed out after {within:g}s waiting for {label} to be deleted")
-    for kind, key in targets:
+    for kind, key in present:
         if f"{kind_slug(kind)}/{key[-1]}" not in left:
             click.echo(f"{kind_slug(kind)}/{key[-1]} condition met")
     return not left
@@ -313,8 +326,10 @@ def wait(
         nonlocal parsed
         if selecting:
             parsed = await _selected(client, groups[0][0], (realm, space, stack), selector)
-            if not parsed:
-                error_line("no matching objects found")  # as kubectl: nothing to wait for
+            if not parsed:  # as kubectl's: nothing to wait for; none left is deleted
+                if wanted.what == "delete":
+                    return True
+                error_line("no matching objects found")
                 return False
         if wanted.what == "delete":
             return await _wait_deleted(client, parsed, timeout)
