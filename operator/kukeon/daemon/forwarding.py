@@ -583,7 +583,7 @@ def _status_of(body: bytes) -> dict[str, Any] | None:
     """``body`` as a Status document with a message, or None."""
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested past Python's stack
         return None
     if (
         isinstance(document, dict)

@@ -73,6 +73,8 @@ def test_a_refused_fleet_token_is_a_bad_gateway_with_the_reason(
         (500, b"<html>proxy error</html>", 500, "with HTTP 500 Internal Server Error: <html>"),
         (200, b"", 502, "with HTTP 200 OK (forwarded by node n1)"),
         (599, b"{not json", 599, "with HTTP 599: {not json"),
+        # JSON nested past Python's stack: json's RecursionError, which was a 500 here.
+        (500, b"[" * 5000 + b"]" * 5000, 500, "with HTTP 500 Internal Server Error: [[["),
     ],
 )
 def test_a_refusal_without_a_status_is_described(
