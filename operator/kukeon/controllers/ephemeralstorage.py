@@ -25,6 +25,16 @@ it held. When containerd cannot measure a layer whose snapshot is there, kukeond
 upper directory itself; a tree it will not walk (``dirusage.MAX_DEPTH`` levels) is evicted
 as over the limit, since it cannot be shown to be within it.
 
+A limit of L bytes also bounds the inodes the same places hold (files, directories, links,
+device nodes, overlay whiteouts): at most ``L // BYTES_PER_INODE``, each inode counted as
+one 4 KiB block. An empty file takes no data block, so bytes alone let a container held to
+1 MiB create millions of empty files and exhaust the inodes of the node's filesystem
+(containerd's root, kukeond's state), after which nothing on the host can create a file;
+a file with data takes a block anyway, so a container within its byte limit with files of
+a block or more is within its inode bound too. An image's own files are in the lower
+layers and do not count; containerd's ``Snapshots.Usage`` gives the layer's inodes beside
+its size, ``runtime.dirusage`` counts them too.
+
 A container over its limit is evicted as the kubelet evicts: a Warning Event ``Evicted``
 naming the container, its usage and its limit, its task stopped (its stop signal, the
 cell's grace, SIGKILL), and the stop remembered as a `ProbeKill` with reason ``Evicted``,
@@ -50,7 +60,7 @@ from kukeon.runtime.containerd.errors import ContainerdError, NotFoundError
 from kukeon.runtime.containerd.snapshots import Mount
 from kukeon.runtime.containerd.stopsignal import container_stop_signal
 from kukeon.runtime.containerd.ttyinit import STATE_MOUNT, wrapper_needed
-from kukeon.runtime.dirusage import MAX_DEPTH, TreeTooDeepError, directory_usage
+from kukeon.runtime.dirusage import MAX_DEPTH, TreeTooDeepError, Usage, directory_usage
 from kukeon.runtime.hostthreads import run_on_host_thread
 
 from .cellexits import EVICTED
@@ -75,6 +85,8 @@ LIMIT_SOURCES = (
     "resources.ephemeralStorageLimitBytes, else its space's default or its realm's "
     "spec.limits.containerEphemeralStorageBytes"
 )
+BYTES_PER_INODE = 4096
+"""A limit of L bytes allows L // BYTES_PER_INODE inodes: each counted as one block."""
 WRITABLE_LAYER = "its writable layer"
 WITH_TTY_STATE = f"its writable layer and its tty state directory {STATE_MOUNT}"
 
@@ -85,6 +97,17 @@ def eviction_message(container: str, usage: int, limit: int, counted: str = WRIT
     return (
         f"container {container} used {usage} bytes of ephemeral storage ({counted}), over "
         f"its limit of {limit} bytes ({LIMIT_SOURCES})"
+    )
+
+
+def inode_eviction_message(
+    container: str, inodes: int, limit: int, counted: str = WRITABLE_LAYER
+) -> str:
+    """The eviction's message for a container over the inodes its limit allows."""
+    return (
+        f"container {container} held {inodes} inodes (files, directories, links) in "
+        f"{counted}, over the {inode_limit(limit)} its ephemeral-storage limit of {limit} "
+        f"bytes allows (one per {BYTES_PER_INODE} bytes; {LIMIT_SOURCES})"
     )
 
 
@@ -114,6 +137,30 @@ def upper_directory(mounts: Iterable[Mount]) -> Path | None:
 def over_limit(usage: int, limit: int) -> bool:
     """Whether a container is evicted: past its limit (at the limit is within it)."""
     return usage > limit
+
+
+def inode_limit(limit: int) -> int:
+    """The inodes a limit of ``limit`` bytes allows (each counted as one block)."""
+    return limit // BYTES_PER_INODE
+
+
+def bound(limit: int) -> Usage:
+    """The bytes and inodes a container held to ``limit`` bytes may take."""
+    return Usage(limit, inode_limit(limit))
+
+
+def over_bound(usage: Usage, limit: int) -> bool:
+    """Whether a container is evicted: past its limit in bytes or in inodes."""
+    return over_limit(usage.size_bytes, limit) or usage.inodes > inode_limit(limit)
+
+
+def verdict(container: str, usage: Usage, limit: int, counted: str = WRITABLE_LAYER) -> str | None:
+    """The eviction's message of a container that took ``usage``; None within its bound."""
+    if over_limit(usage.size_bytes, limit):
+        return eviction_message(container, usage.size_bytes, limit, counted)
+    if usage.inodes > inode_limit(limit):
+        return inode_eviction_message(container, usage.inodes, limit, counted)
+    return None
 
 
 @dataclass
@@ -229,31 +276,35 @@ class StorageLimits:
             except TreeTooDeepError:
                 message = unmeasurable_message(slot[1], watched.limit, watched.counted)
             else:
-                message = eviction_message(slot[1], usage, watched.limit, watched.counted)
-                if not over_limit(usage, watched.limit):
+                found = verdict(slot[1], usage, watched.limit, watched.counted)
+                if found is None:
                     continue
+                message = found
             if self._watched.get(slot) is not watched:
                 continue
             self._evict(slot, watched, message)
             evicted.append(watched.containerd_id)
         return evicted
 
-    async def _usage(self, watched: _Watched) -> int:
+    async def _usage(self, watched: _Watched) -> Usage:
         """Its writable layer, and its tty state directory when it has one."""
         layer = await self._layer_usage(watched)
-        if watched.tty_state is None or over_limit(layer, watched.limit):
+        if watched.tty_state is None or over_bound(layer, watched.limit):
             return layer
-        room = watched.limit - layer
-        return layer + await run_on_host_thread(directory_usage, watched.tty_state, stop_above=room)
+        allowed = bound(watched.limit)
+        room = Usage(allowed.size_bytes - layer.size_bytes, allowed.inodes - layer.inodes)
+        tty = await run_on_host_thread(directory_usage, watched.tty_state, stop_above=room)
+        return layer.plus(tty)
 
-    async def _layer_usage(self, watched: _Watched) -> int:
+    async def _layer_usage(self, watched: _Watched) -> Usage:
         client = self._containerd()
         if watched.snapshot_key is None:
             record = await client.containers(watched.namespace).get(watched.containerd_id)
             watched.snapshot_key = record.snapshot_key
         snapshots = client.snapshots(watched.namespace)
         try:
-            return (await snapshots.usage(watched.snapshot_key)).size_bytes
+            measured = await snapshots.usage(watched.snapshot_key)
+            return Usage(measured.size_bytes, measured.inodes)
         except NotFoundError:
             raise
         except ContainerdError as error:
@@ -262,7 +313,7 @@ class StorageLimits:
             if upper is None:
                 raise
             log.debug("containerd cannot measure %s (%s): walked", watched.containerd_id, error)
-        return await run_on_host_thread(directory_usage, upper, stop_above=watched.limit)
+        return await run_on_host_thread(directory_usage, upper, stop_above=bound(watched.limit))
 
     def _evict(self, slot: tuple[CellKey, str], watched: _Watched, message: str) -> None:
         self._kills[slot] = ProbeKill(watched.pid, EVICTED, message)

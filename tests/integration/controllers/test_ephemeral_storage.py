@@ -2,6 +2,7 @@
 filesystem (its writable layer, containerd's overlay upper directory) is evicted as the
 kubelet evicts: stopped, its status and a Warning Event saying `Evicted` with its usage and
 limit, and not restarted whatever its restart policy; a container under its limit runs on.
+The same limit bounds the inodes (one per 4 KiB of it): empty files take no byte of it.
 """
 
 from __future__ import annotations
@@ -158,3 +159,40 @@ async def test_a_layer_nested_past_path_max_is_evicted(kukeond: Kukeond) -> None
     assert int(measured.split(" used ")[1].split(" bytes")[0]) > 16 * 1024 * 1024
     refused = await _evicted_message(k, "deep")
     assert f"nests directories more than {MAX_DEPTH} levels deep" in refused
+
+
+EMPTY_FILES = """mkdir -p {directory} && cd {directory} && i=0
+while [ $i -lt {count} ]; do : > f$i; i=$((i+1)); done && sync; exec sleep 1000"""
+"""`count` empty files in `directory`: no data block, one inode each."""
+
+
+async def test_empty_files_past_the_inodes_a_limit_allows_are_evicted(kukeond: Kukeond) -> None:
+    """A container held to 1 MiB created 5,000 empty files (in its layer, or in
+    /run/kukeon/tty) and stayed Ready: millions would exhaust the node's inodes."""
+    k = kukeond
+    await k.hierarchy()
+    check_storage_every_second(k)
+    limit = 1024 * 1024  # 256 inodes
+    resources = {"ephemeralStorageLimitBytes": limit}
+    tty: dict[str, object] = {"attachable": True, "tty": {"onInit": [{"script": "true"}]}}
+    scripts = {
+        "layer": (EMPTY_FILES.format(directory="/many", count=5000), {}),
+        "tty": (EMPTY_FILES.format(directory="/run/kukeon/tty/many", count=5000), tty),
+        "few": (EMPTY_FILES.format(directory="/few", count=100), tty),
+    }
+    for name, (script, extra) in scripts.items():
+        box = container(k, "app", script=script, resources=resources, **extra)
+        await k.apply(cell_doc(k, name, [box], terminationGracePeriodSeconds=1))
+    for name, counted in (("layer", "its writable layer"), ("tty", "its tty state directory")):
+        message = await _evicted_message(k, name)
+        assert "container app held " in message, message
+        assert counted in message
+        assert f"over the 256 its ephemeral-storage limit of {limit} bytes allows" in message
+        assert int(message.split(" held ")[1].split(" inodes")[0]) > 256
+    few = await k.wait_for(Kind.CELL, cell_key(k, "few"), state="Ready")
+    assert isinstance(few, Cell)
+    await asyncio.sleep(2)  # two more measurements: 100 files are within 256 inodes
+    still = await k.registry.get(Kind.CELL, cell_key(k, "few"))
+    assert isinstance(still, Cell)
+    assert still.status.containers[0].state == ContainerState.RUNNING
+    assert still.status.containers[0].pid == few.status.containers[0].pid

@@ -22,13 +22,21 @@ from kukeon.controllers.cellplan import (
     StartTask,
     plan_container,
 )
-from kukeon.controllers.ephemeralstorage import StorageLimits, eviction_message, over_limit
+from kukeon.controllers.ephemeralstorage import (
+    StorageLimits,
+    eviction_message,
+    inode_eviction_message,
+    inode_limit,
+    over_bound,
+    over_limit,
+    verdict,
+)
 from kukeon.controllers.probing import ProbeManager, RunningContainer
 from kukeon.framework import EventRecorder
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.errors import ContainerdCallError, SnapshotNotFoundError
 from kukeon.runtime.containerd.snapshots import Mount, SnapshotUsage
-from kukeon.runtime.dirusage import MAX_DEPTH
+from kukeon.runtime.dirusage import MAX_DEPTH, Usage
 
 from .test_cellplan import NAME, T0, kept, ran, stopped_task
 from .test_probing import FakeTasks
@@ -40,6 +48,8 @@ MIB = 1024 * 1024
 @dataclass
 class FakeSnapshots:
     sizes: dict[str, int] = field(default_factory=dict)
+    inodes: dict[str, int] = field(default_factory=dict)
+    """Inodes of a snapshot (1, its root, unless given)."""
     asked: list[str] = field(default_factory=list)
     unmeasured: dict[str, Path] = field(default_factory=dict)
     """Snapshots containerd fails to measure (its walk: 'file name too long'), and their
@@ -53,7 +63,7 @@ class FakeSnapshots:
             )
         if key not in self.sizes:
             raise SnapshotNotFoundError(key, namespace="ns")
-        return SnapshotUsage(size_bytes=self.sizes[key], inodes=1)
+        return SnapshotUsage(size_bytes=self.sizes[key], inodes=self.inodes.get(key, 1))
 
     async def mounts(self, key: str) -> list[Mount]:
         upper = self.unmeasured[key]
@@ -211,6 +221,53 @@ async def test_what_a_container_writes_into_its_tty_state_directory_counts(
     assert [reason for reason, _, _ in recorder.said] == ["Evicted"]
 
 
+def test_a_limit_allows_an_inode_per_4_kib_and_bytes_are_said_first() -> None:
+    assert inode_limit(MIB) == 256
+    assert inode_limit(4 * MIB + 4095) == 1024
+    assert not over_bound(Usage(MIB, 256), MIB)
+    assert over_bound(Usage(0, 257), MIB)
+    assert over_bound(Usage(MIB + 1, 1), MIB)
+    assert verdict("app", Usage(MIB, 256), MIB) is None
+    assert verdict("app", Usage(2 * MIB, 300), MIB) == eviction_message("app", 2 * MIB, MIB)
+    message = verdict("app", Usage(0, 300), MIB)
+    assert message == inode_eviction_message("app", 300, MIB)
+    assert "container app held 300 inodes (files, directories, links) in its writable layer" in (
+        message or ""
+    )
+    assert f"over the 256 its ephemeral-storage limit of {MIB} bytes allows" in (message or "")
+
+
+async def test_empty_files_past_the_inodes_a_limit_allows_are_evicted() -> None:
+    """An empty file takes no byte of the limit: a container held to 1 MiB made millions
+    and exhausted the node's inodes."""
+    limits, fake, recorder, _ = watcher()
+    fake.snapshots_.sizes = {"snap-c_app": 0, "snap-c_full": 0}
+    fake.snapshots_.inodes = {"snap-c_app": 5001, "snap-c_full": 256}
+    running = [
+        RunningContainer(spec=limited(MIB), pid=100, containerd_id="c_app"),
+        RunningContainer(spec=limited(MIB, "full"), pid=101, containerd_id="c_full"),
+    ]
+    message = await only_app_evicted(limits, running)
+    assert message == inode_eviction_message("app", 5001, MIB)
+    assert recorder.said == [(EventReason.EVICTED, message, EventType.WARNING)]
+
+
+async def test_empty_files_in_the_tty_state_directory_count_with_the_layers(
+    tmp_path: Path,
+) -> None:
+    limits, fake, _, _ = watcher(state_dir=tmp_path)
+    fake.snapshots_.sizes = {"snap-c_app": 0}
+    fake.snapshots_.inodes = {"snap-c_app": 200}  # under 256 alone
+    state = CellFiles(tmp_path, KEY).tty_state("app")
+    state.mkdir(parents=True)
+    for index in range(100):
+        (state / f"f{index}").touch()
+    running = [RunningContainer(spec=limited(MIB, **WRAPPED), pid=100, containerd_id="c_app")]
+    message = await only_app_evicted(limits, running)
+    assert "in its writable layer and its tty state directory /run/kukeon/tty" in message
+    assert int(message.split(" held ")[1].split(" inodes")[0]) > 256
+
+
 async def test_a_layer_containerd_cannot_measure_is_walked_by_kukeond(tmp_path: Path) -> None:
     """containerd's walk fails on a layer nested past PATH_MAX, every time: it measured
     nothing, so such a container was never evicted."""
@@ -224,6 +281,18 @@ async def test_a_layer_containerd_cannot_measure_is_walked_by_kukeond(tmp_path: 
         RunningContainer(spec=limited(4 * MIB, "small"), pid=100, containerd_id="c_small"),
     ]
     assert "over its limit of 4194304 bytes" in await only_app_evicted(limits, running)
+
+
+async def test_kukeonds_walk_of_a_layer_counts_its_inodes(tmp_path: Path) -> None:
+    limits, fake, _, _ = watcher()
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    for index in range(300):
+        (upper / f"f{index}").touch()
+    fake.snapshots_.unmeasured = {"snap-c_app": upper}
+    running = [RunningContainer(spec=limited(MIB), pid=100, containerd_id="c_app")]
+    message = await only_app_evicted(limits, running)
+    assert f"over the 256 its ephemeral-storage limit of {MIB} bytes allows" in message
 
 
 async def test_a_tree_too_deep_to_walk_is_evicted_saying_so(tmp_path: Path) -> None:

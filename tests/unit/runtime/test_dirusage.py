@@ -1,5 +1,5 @@
-"""`directory_usage`: du -s of a tree a container writes, never through a link, at any path
-length, a tree nested past `MAX_DEPTH` refused."""
+"""`directory_usage`: du -s (bytes and inodes) of a tree a container writes, never through
+a link, at any path length, a tree nested past `MAX_DEPTH` refused."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kukeon.runtime.dirusage import MAX_DEPTH, TreeTooDeepError, directory_usage
+from kukeon.runtime.dirusage import MAX_DEPTH, TreeTooDeepError, Usage, directory_usage
 
 MIB = 1024 * 1024
 
@@ -33,12 +33,13 @@ def test_files_and_directories_are_counted_a_hard_link_once_and_no_link_followed
     (root / "link").symlink_to(outside)
     (root / "dirlink").symlink_to(tmp_path)
     expected = sum(_blocks(p) for p in (root, root / "sub", first, root / "link", root / "dirlink"))
-    assert directory_usage(root) == expected
+    # root, sub, the file (two names), two links: five inodes
+    assert directory_usage(root) == Usage(expected, 5)
     assert MIB <= expected < 2 * MIB  # the outside file, reached only by links, is not in it
 
 
 def test_a_missing_root_is_nothing(tmp_path: Path) -> None:
-    assert directory_usage(tmp_path / "none") == 0
+    assert directory_usage(tmp_path / "none") == Usage(0, 0)
 
 
 def test_a_tree_deeper_than_path_max_is_measured(tmp_path: Path) -> None:
@@ -58,15 +59,35 @@ def test_a_tree_deeper_than_path_max_is_measured(tmp_path: Path) -> None:
             os.close(deepest)
     finally:
         os.close(directory)
-    assert directory_usage(tmp_path) >= 2 * MIB
+    assert directory_usage(tmp_path).size_bytes >= 2 * MIB
 
 
 def test_the_walk_stops_once_past_the_bound(tmp_path: Path) -> None:
     for index in range(4):
         _filled(tmp_path / f"f{index}", MIB)
-    whole = directory_usage(tmp_path)
-    stopped = directory_usage(tmp_path, stop_above=MIB // 2)
+    whole = directory_usage(tmp_path).size_bytes
+    stopped = directory_usage(tmp_path, stop_above=Usage(MIB // 2, 100)).size_bytes
     assert MIB // 2 < stopped < whole
+
+
+def test_empty_files_take_no_byte_but_an_inode_each(tmp_path: Path) -> None:
+    """An empty file has no data block: only its inode shows what it takes."""
+    for index in range(300):
+        (tmp_path / f"f{index}").touch()
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    measured = directory_usage(tmp_path)
+    assert measured.inodes == 1 + 300 + 2
+    assert measured.size_bytes == _blocks(tmp_path) + _blocks(tmp_path / "dangling")
+
+
+def test_the_walk_stops_once_past_the_inode_bound(tmp_path: Path) -> None:
+    for index in range(4):
+        (tmp_path / f"d{index}").mkdir()
+        for inner in range(50):
+            (tmp_path / f"d{index}" / f"f{inner}").touch()
+    assert directory_usage(tmp_path).inodes == 1 + 4 * 51
+    assert directory_usage(tmp_path, stop_above=Usage(MIB, 60)).inodes == 61
 
 
 def test_a_tree_nested_past_the_depth_it_walks_is_refused(tmp_path: Path) -> None:
@@ -74,7 +95,9 @@ def test_a_tree_nested_past_the_depth_it_walks_is_refused(tmp_path: Path) -> Non
     for _ in range(MAX_DEPTH):
         inside = inside / "a"
     inside.mkdir(parents=True)
-    assert directory_usage(tmp_path) > 0  # MAX_DEPTH levels below the root are walked
+    assert (
+        directory_usage(tmp_path).inodes == MAX_DEPTH + 1
+    )  # MAX_DEPTH levels below the root are walked
     (inside / "a").mkdir()
     with pytest.raises(TreeTooDeepError, match=f"more than {MAX_DEPTH} levels"):
         directory_usage(tmp_path)
