@@ -47,6 +47,7 @@ from kukeon.api import (
     Space,
 )
 from kukeon.api.containerstatus import CRASH_LOOP_BACK_OFF
+from kukeon.concurrently import both, nothing
 from kukeon.framework import EventRecorder, HandlerContext, Requeue
 from kukeon.runtime.cgroups import CgroupPath, CgroupState, Delegation
 from kukeon.runtime.containerd.client import patience as containerd_patience
@@ -108,7 +109,6 @@ from .cellstate import containerd_container_id
 from .cellstop import plan_stop, stopped_statuses
 from .celltrial import refused_replacement
 from .cellusers import cell_id_range
-from .concurrently import both, nothing
 from .hierarchy import get_as, ready_parent
 from .host import Host
 from .images import ImageProvider, realm_image_quota

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from kukeon.api import ContainerSpec, EventReason
 from kukeon.api.container import VolumeKind
+from kukeon.concurrently import run_all
 from kukeon.fileio import host_disk_refusal
 from kukeon.runtime.bindpins import BindSourceRefusedError, pin_container
 from kukeon.runtime.cgroups import CgroupError, CgroupPath
@@ -58,7 +59,6 @@ from .cellplan import (
     RemoveContainer,
     StartTask,
 )
-from .concurrently import run_all
 from .host import Host
 
 REMAP_SCRATCH = "remap"

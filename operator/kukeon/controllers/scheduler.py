@@ -100,6 +100,7 @@ from kukeon.api.placement import (
     spread_key,
 )
 from kukeon.api.spread import SpreadRule, rules_by_set, spread_limit
+from kukeon.concurrently import both, nothing
 from kukeon.framework import Operator, OperatorContext, Supervisor, patch_status
 from kukeon.framework.cache import CachedReads
 from kukeon.framework.intents import default_finalizer
@@ -117,7 +118,6 @@ from kukeon.store import (
 from kukeon.store.keys import range_end
 
 from .bindrefusals import RefusedBindings
-from .concurrently import both, nothing
 from .hearing import HEARTBEAT_GRACE, Heartbeats
 from .layers import LAYER_KINDS, nodes_named, release_node
 from .leading import LeaderLoop, Watch

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from kukeon.api import AnyResource, Cell, key_of
+from kukeon.concurrently import run_all
 from kukeon.fileio import write_atomically
 from kukeon.framework import Requeue
 from kukeon.runtime.containerd.errors import TaskNotFoundError
@@ -55,7 +56,6 @@ from .cellexec import CellExecutor
 from .cellfailures import ContainersFailedError
 from .cellfiles import CellFiles
 from .cellplan import LIVE_TASK, ContainerPlan, Note, ObservedTask, RemoveContainer
-from .concurrently import run_all
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any, Literal
 
+from kukeon.concurrently import all_of
 from kukeon.runtime.hostfiles import make_dirs
 from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.runtime.idranges import IdRange
@@ -306,40 +307,37 @@ class SpaceNetworks:
     ) -> SpaceNetworkRemoval:
         """Tear the space's network down, this node's ports left on its bridge first (a
         port no kukeon made holds it all: ``bridgeleftovers``); the subnet record goes
-        last, so a teardown cut short is found and finished by the next one.
-        ``cni_config_path`` None leaves every conflist alone (the orphan collector passes
-        it when the file there is not this host's own).
-        """
+        last, so a teardown cut short is found and finished by the next one; the rest, one
+        independent of another, side by side (~60 ms less than in turn). ``cni_config_path``
+        None leaves every conflist alone (the orphan collector passes it when the file there
+        is not this host's own)."""
         bridge, key = bridge_name(realm, space, self.settings.instance), space_key(realm, space)
         held = await self.subnets.assignments()
         if key not in held and bridge_holder(held, key, self._bridge_of_key):
             # Another space's bridge (refused to this one: BridgeNameTakenError).
             return SpaceNetworkRemoval(bridge, False, False, False, False, False, False)
         await self.leftovers.clear(bridge)
-        egress_removed = await self.egress.remove(bridge=bridge)
-        conflist_removed = False
-        if cni_config_path is not None:
-            conflist_removed = await asyncio.to_thread(unlink_if_present, cni_config_path)
-        # Ports left now are other nodes' (a test fleet sharing the host's bridges): the
-        # last node to tear the space down removes the bridge.
-        bridge_removed = False
-        if not await bridge_ports(bridge):
-            bridge_removed = await delete_link(bridge)
-        ipam_dir = self.settings.ipam_dir / bridge
-        ipam_removed = await asyncio.to_thread(remove_tree_if_present, ipam_dir)
-        firewall_removed = False
-        if self.settings.include_firewall:
-            firewall_removed = await remove_idle_firewall_chains()
-            firewall_removed = await self.forward.remove(bridge) or firewall_removed
+
+        async def conflist() -> bool:
+            path = cni_config_path
+            return path is not None and await asyncio.to_thread(unlink_if_present, path)
+
+        async def link() -> bool:  # ports left are other nodes' (a fleet sharing the host's)
+            return not await bridge_ports(bridge) and await delete_link(bridge)
+
+        async def firewall() -> bool:
+            return self.settings.include_firewall and (
+                await remove_idle_firewall_chains() | await self.forward.remove(bridge)
+            )
+
+        egress, conflist_gone, bridge_gone, ipam, firewall_gone = await all_of(
+            self.egress.remove(bridge=bridge), conflist(), link(),
+            asyncio.to_thread(remove_tree_if_present, self.settings.ipam_dir / bridge),
+            firewall(),
+        )  # fmt: skip
         released = await self.subnets.release(key)
         return SpaceNetworkRemoval(
-            bridge_name=bridge,
-            egress_removed=egress_removed,
-            conflist_removed=conflist_removed,
-            bridge_removed=bridge_removed,
-            ipam_dir_removed=ipam_removed,
-            firewall_chains_removed=firewall_removed,
-            subnet_released=released,
+            bridge, egress, conflist_gone, bridge_gone, ipam, firewall_gone, released
         )
 
     async def remove_idle_bridges(

@@ -1,4 +1,4 @@
-"""Awaiting a controller's independent steps at once.
+"""Awaiting independent steps at once, for every layer (a controller's, a teardown's).
 
 Every step runs to its end before these return (nothing is left running behind a
 failure), then the first step's error is raised: the one that came first when the steps
@@ -22,6 +22,15 @@ async def both(first: Awaitable[A], second: Awaitable[B]) -> tuple[A, B]:
         if isinstance(result, BaseException):
             raise result
     return cast(A, results[0]), cast(B, results[1])
+
+
+async def all_of(*steps: Awaitable[A]) -> list[A]:
+    """Every step's result, in order, once all of them ended."""
+    results = await asyncio.gather(*steps, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[A], results)
 
 
 async def run_all(steps: Iterable[Awaitable[None]]) -> None:
