@@ -84,6 +84,64 @@ async def test_cp_both_ways_keeps_contents_and_modes(kukeond: Kukeond, tmp_path:
     assert (code, out) == (0, "run\n")
 
 
+async def test_cp_into_an_existing_directory_copies_inside_it(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """As docker cp and kubectl cp: DEST a directory in the container (a link to one
+    followed inside the container only) gets the copy inside it under SRC's name; an absent
+    DEST is the copy. Before, a directory's files were merged into DEST, and a file onto a
+    directory failed ('not every file could be put in place: dst: Is a directory')."""
+    k = kukeond
+    await k.hierarchy()
+    scope = await _cell(k, "box", SLEEPER)
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("hi\n")
+    (tmp_path / "run.sh").write_text("run\n")
+    both = tmp_path / "both"  # on the host, and at the same path in the box
+    host_only = tmp_path / "host-only"  # on the host only
+    both.mkdir()
+    host_only.mkdir()
+    script = (
+        f"mkdir -p /srv/dst /data {both} && ln -s /data /srv/to-data "
+        f"&& ln -s ../../../../../../../{both} /srv/out-both && ln -s {host_only} /srv/out-host"
+    )
+    code, _, err = await kukectl(k, "exec", "box", *scope, "--", "sh", "-c", script)
+    assert code == 0, err
+    for source, dest in (
+        (site, "box:/srv/dst"),  # a directory into an existing one: /srv/dst/site
+        (tmp_path / "run.sh", "box:/srv/dst"),  # a file: /srv/dst/run.sh
+        (site, "box:/srv/new"),  # no such DEST: the copy is /srv/new
+        (site, "box:/srv/to-data"),  # a link to /data: /data/site
+        (tmp_path / "run.sh", "box:/srv/out-both"),  # the box's own {both}/run.sh
+        (tmp_path / "run.sh", "box:/srv/out-host"),  # no such directory in the box
+        (tmp_path / "run.sh", "box:."),  # the working directory (/): /run.sh
+    ):
+        code, out, err = await kukectl(k, "cp", str(source), dest, *scope)
+        assert (code, out, err) == (0, "", ""), dest
+    show = (
+        "cd /srv && find dst new /data | sort && cat /run.sh "
+        f"{both}/run.sh out-host && ls -ld out-host | cut -c1"
+    )
+    code, out, err = await kukectl(k, "exec", "box", *scope, "--", "sh", "-c", show)
+    assert code == 0, err
+    assert out.split() == [
+        "/data",
+        "/data/site",
+        "/data/site/index.html",
+        "dst",
+        "dst/run.sh",
+        "dst/site",
+        "dst/site/index.html",
+        "new",
+        "new/index.html",
+        *["run"] * 3,
+        "-",  # the link that led nowhere in the box is replaced by the copy
+    ]
+    assert list(both.iterdir()) == []
+    assert list(host_only.iterdir()) == []
+
+
 async def test_cp_skips_links_that_leave_the_destination(kukeond: Kukeond, tmp_path: Path) -> None:
     k = kukeond
     await k.hierarchy()

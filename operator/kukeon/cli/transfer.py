@@ -95,8 +95,8 @@ def cp_command(
 
     Runs tar in the container (the image needs one). From a container: into DESTINATION
     when it is a directory here, else as DESTINATION. Into a container: into DESTINATION
-    when it ends in '/', else as DESTINATION (its parent must exist). '-' is a tar
-    archive on stdout or from stdin (a local file named '-' is ./-).
+    when it is a directory there (or ends in '/'), else as DESTINATION (its parent must
+    exist). '-' is a tar archive on stdout or from stdin (a local file named '-' is ./-).
     """
     remote_source, remote_dest = _remote(source), _remote(destination)
     if (remote_source is None) == (remote_dest is None):
@@ -136,12 +136,14 @@ def cp_command(
     name = Path(os.path.abspath(source)).name
     if not path or not name:
         fail(f"{source!r} -> {destination!r}: name a file or directory on both sides", EXIT_USAGE)
-    target_path = container_target(path, name)
+    target_path, name_in = container_target(path, name)
     base = posixpath.basename(posixpath.normpath(target_path))
     if base in ("", ".", "..", "/"):
         fail(f"{destination!r}: name a file or directory in the container", EXIT_USAGE)
     route = object_path(Kind.CELL, (realm, space, stack, cell), "cp")
     params += [("path", target_path), ("mode", "write")]
+    if name_in is not None:
+        params.append(("name", name_in))  # into DEST as this when it is a directory there
 
     async def upload(client: ApiClient) -> None:
         await _upload(

@@ -328,9 +328,12 @@ def local_target(dest: Path, source_name: str) -> Path:
     return dest
 
 
-def container_target(dest: str, source_name: str) -> str:
-    """Where ``kukectl cp SRC CELL:DEST`` writes: inside DEST when it ends in ``/``, else
-    DEST itself (the container's side is not looked at before the copy)."""
-    if dest.endswith("/"):
-        return posixpath.join(dest, source_name)
-    return dest
+def container_target(dest: str, source_name: str) -> tuple[str, str | None]:
+    """Where ``kukectl cp SRC CELL:DEST`` writes, and the name kukeond is given for it
+    (``cp``'s ``name``): inside DEST when DEST ends in ``/`` or names a directory by itself
+    (``.``, ``..``), with no name; else DEST with SRC's name, for kukeond to put the copy
+    inside DEST as that name when DEST is a directory in the container, or as DEST when it
+    is not (kukeond looks, through the container's root, as the copy starts)."""
+    if dest.endswith("/") or posixpath.basename(posixpath.normpath(dest)) in {"", ".", ".."}:
+        return posixpath.join(dest, source_name), None
+    return dest, source_name

@@ -6,7 +6,10 @@ rewrites the client's tar stream on its way to tar: every member that is not a d
 named beside its destination under a hidden name, ``DIR/.NAME.kukeon-cp-TOKEN`` (the same
 directory, so the same file system: a rename is atomic), and a hard link to a member of the
 upload points at that member's hidden name. Directories keep their names, so a directory
-copied onto an existing one is merged into it, as tar (and kubectl's and docker's cp) merge.
+unpacked onto an existing one is merged into it, as tar merges. An upload of one file or
+directory named for its destination (``cp``'s ``name``: :class:`Upload`'s ``copy``) is put
+inside its destination instead when that is a directory already, its members renamed under
+it, as ``docker cp`` and ``kubectl cp`` put a copy into an existing directory.
 
 Only once tar has read the whole stream and exited 0 are the hidden names renamed to their
 destinations (:func:`commit`), in the archive's order; otherwise (tar failed, the client went
@@ -108,9 +111,22 @@ class StagedUpload:
     """Where each destination is noted before tar is given it (:class:`UploadJournal`)."""
     unsynced: bool = False
     """Names noted in the journal that are not on disk yet (`sync_journal`)."""
+    moved: tuple[str, str] | None = None
+    """``(top, to)``: every member must be ``top`` or under it (the one file or directory
+    copied) and is put at ``to`` instead (:meth:`Upload.start` decides where)."""
+
+    def _placed(self, name: str) -> str:
+        """Where the member ``name`` goes: moved with the copy (UploadRefusedError for one
+        that is not part of it)."""
+        if self.moved is None:
+            return name
+        top, to = self.moved
+        if name != top and not name.startswith(f"{top}/"):
+            raise UploadRefusedError(f"member {name[:200]!r} is not under {top!r}, the copy")
+        return to + name[len(top) :]
 
     def _restaged(self, member: tarfile.TarInfo) -> tarfile.TarInfo:
-        name = member_path(member.name)
+        name = self._placed(member_path(member.name))
         if member.isdir():
             member.name = name
             self.directories[name] = member.mtime
@@ -119,6 +135,11 @@ class StagedUpload:
             raise UploadRefusedError(f"member {member.name[:200]!r} is not a directory")
         if member.islnk():
             target = member_path(member.linkname)
+            if self.moved is not None:
+                # A link to a file of the copy follows it; one to a file already in the
+                # container (not under the copy's name) does not.
+                with contextlib.suppress(UploadRefusedError):
+                    target = self._placed(target)
             member.linkname = self.staged.get(target, target)
         if member.issparse():
             member.type, member.sparse = tarfile.REGTYPE, None  # written out whole
@@ -205,6 +226,21 @@ class ContainerDirectory:
     def _open(self, relative: str) -> int:
         inside = posixpath.normpath(posixpath.join(self.path, relative)).lstrip("/") or "."
         return open_in_root(self.root, inside, os.O_PATH | os.O_DIRECTORY)
+
+    def is_directory(self, name: str) -> bool:
+        """Whether ``name`` (relative) is a directory in the container, its links followed
+        as the container's own processes follow them, never out of its root; an error that
+        leaves it unknown is UploadRefusedError. Blocking."""
+        try:
+            os.close(self._open(name))
+        except OSError as error:
+            if error.errno in {errno.ENOENT, errno.ENOTDIR, errno.ELOOP}:
+                return False
+            where = posixpath.join(self.path, name)
+            raise UploadRefusedError(
+                f"cannot look at {where} in the container: {error.strerror or error}"
+            ) from None
+        return True
 
     def commit(self, staged: dict[str, str], directories: dict[str, float]) -> None:
         """Rename every hidden name onto its destination; CommitError naming the first ones
@@ -406,9 +442,19 @@ class Upload:
     """One copy into a container, staged: started once tar runs, fed the client's frames,
     committed when tar succeeded, and closed (its staged files removed unless committed)."""
 
-    def __init__(self, unpack_in: str, journal: UploadJournal | None = None) -> None:
+    def __init__(
+        self,
+        unpack_in: str,
+        journal: UploadJournal | None = None,
+        *,
+        copy: tuple[str, str] | None = None,
+    ) -> None:
         self.unpack_in = unpack_in
         """The directory tar unpacks in, absolute as the container sees it."""
+        self.copy = copy
+        """``(top, name)``: the stream is one file or directory, ``top`` (the destination's
+        last component); when ``top`` is a directory in the container already, the copy
+        goes inside it as ``top/name``, as docker's and kubectl's cp put it."""
         self.staging = StagedUpload()
         self._journal = journal
         self._root: int | None = None
@@ -432,6 +478,8 @@ class Upload:
             self._root = await asyncio.to_thread(open_root, pid)
         except OSError as error:  # tar has exited already: its status says why
             log.info("cp: the root of tar (pid %d) cannot be opened: %s", pid, error)
+        if self.copy is not None:
+            self.staging.moved = await asyncio.to_thread(self._placement, *self.copy)
         self._writer = StagingWriter(self.staging, stdin_fd, within=within, chunk=chunk)
 
     async def feed(self, payload: bytes) -> None:
@@ -439,6 +487,14 @@ class Upload:
         assert self._writer is not None
         with contextlib.suppress(OSError):  # tar stopped reading: its status says why
             await (self._writer.feed(payload) if payload else self._writer.finish())
+
+    def _placement(self, top: str, name: str) -> tuple[str, str]:
+        """Where the copy ``top`` goes: inside ``top`` when it is a directory in the
+        container, looked at by kukeond through tar's root before tar is given a byte (tar
+        then writes through the same names, in the same root). Blocking."""
+        if self._root is not None and self._directory().is_directory(top):
+            return top, posixpath.join(top, name)
+        return top, top
 
     def _directory(self) -> ContainerDirectory:
         if self._root is None:

@@ -6,6 +6,7 @@ forwards them there, as exec); both need what exec needs, ``create`` in the cell
 ```
 GET .../cells/{cell}/cp?container=&path=P&mode=read     the container's P as a tar stream
 GET .../cells/{cell}/cp?container=&path=P&mode=write    a tar stream unpacked beside P
+GET .../cells/{cell}/cp?...&mode=write&name=N           the copy P, or P/N when P is a directory
 GET .../cells/{cell}/portforward?port=N                 one TCP connection to port N
 ```
 
@@ -19,11 +20,16 @@ stream it read (``kukectl cp``) checks every member itself. A stream to write is
 (:mod:`kukeon.daemon.cpstage`): tar writes each file under a hidden name beside its
 destination, and only once tar has read all of it and succeeded does kukeond rename them
 into place, through the container's root (never outside it); a copy cut short leaves what
-was there and removes what it staged. Frames as exec's: client ->
-server ``0`` the tar stream to write (an empty payload ends it); server -> client ``1`` the
-tar stream read, ``2`` tar's stderr, ``3`` ``{"exitCode": N}`` once before the close, or
-``{"error": ..., "exitCode": N}`` when tar could not run (the image has no ``tar``: 127).
-Output is read from the process only as fast as the client takes it.
+was there and removes what it staged. With ``name`` (what ``kukectl cp SRC CELL:DEST`` sends:
+SRC's own name), the stream must be one file or directory named as P's last component, and
+when P is a directory in the container kukeond puts it inside, as P/N, as ``docker cp`` and
+``kubectl cp`` do: kukeond looks at P through tar's root (links followed inside it only)
+before tar is given a byte, and renames the stream's members so tar writes them there.
+Frames as exec's: client -> server ``0`` the tar stream to write (an empty payload ends
+it); server -> client ``1`` the tar stream read, ``2`` tar's stderr, ``3``
+``{"exitCode": N}`` once before the close, or ``{"error": ..., "exitCode": N}`` when tar
+could not run (the image has no ``tar``: 127). Output is read from the process only as
+fast as the client takes it.
 
 **portforward** connects, from the node, to port N of the cell's own address: its IP on
 its space's bridge (``status.network.ip``, once the cell's node wrote the status), or
@@ -80,6 +86,8 @@ CP = "cp"
 PORTFORWARD = "portforward"
 CHUNK = 64 * 1024
 MAX_PATH = 4096
+NAME_MAX = 255
+"""The longest name of a file (bytes), as Linux's file systems have it."""
 MAX_STDERR = 64 * 1024
 """How much of tar's stderr is passed on (its complaints; the rest is dropped)."""
 STDIN_STALL_SECONDS = 60.0
@@ -105,6 +113,19 @@ def container_path(text: str | None) -> tuple[str, str]:
     if name in {"", ".", ".."}:
         raise ApiError(400, f"path: {text[:200]!r} names no file or directory below a directory")
     return parent or ".", name
+
+
+def copy_name(text: str | None, mode: str) -> str | None:
+    """``name``, the copied file's or directory's own name (ApiError 400 unless it is one
+    name, and only with ``mode=write``)."""
+    if text is None:
+        return None
+    if mode != "write":
+        raise ApiError(400, "name: only a copy into the container (mode=write) takes one")
+    too_long = len(text.encode(errors="surrogatepass")) > NAME_MAX
+    if text in {"", ".", ".."} or "/" in text or "\x00" in text or too_long:
+        raise ApiError(400, f"name: {text[:200]!r} is not the name of a file or directory")
+    return text
 
 
 def forward_address(cell: Cell) -> str:
@@ -187,6 +208,7 @@ class TransferRoutes:
         if mode not in {"read", "write"}:
             raise ApiError(400, f"mode: {mode[:40]!r} is not read or write")
         parent, base = container_path(request.query.get("path"))
+        name_in = copy_name(request.query.get("name"), mode)
         if mode == "read":
             command = ["tar", "-c", "-f", "-", "-C", parent, "--", base]
         else:
@@ -223,6 +245,7 @@ class TransferRoutes:
                 cid,
                 process,
                 unpack_in=unpack_in if mode == "write" else None,
+                copy=(base, name_in) if name_in is not None else None,
                 where=(container, name),
             )
         finally:
@@ -237,12 +260,13 @@ class TransferRoutes:
         process: dict[str, Any],
         *,
         unpack_in: str | None,
+        copy: tuple[str, str] | None,
         where: tuple[str, str],
     ) -> None:
         """Exec tar (``process``) in container ``cid`` and carry its streams over ``socket``
         until it exits; the exit status, or what went wrong, as the last frame. An upload
-        (``unpack_in``: the directory tar unpacks in) is staged, and committed only once tar
-        has succeeded (:mod:`kukeon.daemon.cpstage`)."""
+        (``unpack_in``: the directory tar unpacks in; ``copy``: see :class:`Upload`) is
+        staged, and committed only once tar has succeeded (:mod:`kukeon.daemon.cpstage`)."""
         container, name = where
         exec_id = f"cp-{secrets.token_hex(6)}"
         state = Path(self.controllers.host.settings.state_dir)
@@ -253,7 +277,7 @@ class TransferRoutes:
         upload = None
         if unpack_in is not None:
             journal = state / JOURNALS / f"{exec_id}.jsonl"
-            upload = Upload(unpack_in, UploadJournal(journal, tasks.namespace, cid))
+            upload = Upload(unpack_in, UploadJournal(journal, tasks.namespace, cid), copy=copy)
         waiting: asyncio.Future[ExitStatus] | None = None
         try:
             io = await fifos.open()

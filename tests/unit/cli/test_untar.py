@@ -235,8 +235,14 @@ def test_member_parts() -> None:
 def test_targets(tmp_path: Path) -> None:
     assert local_target(tmp_path, "hosts") == tmp_path / "hosts"
     assert local_target(tmp_path / "new", "hosts") == tmp_path / "new"
-    assert container_target("/tmp/", "site") == "/tmp/site"
-    assert container_target("/tmp/site2", "site") == "/tmp/site2"
+    # Inside DEST when it says it is a directory; else DEST, or inside it should kukeond
+    # find it one in the container (the name it is given).
+    assert container_target("/tmp/", "site") == ("/tmp/site", None)
+    assert container_target("/", "site") == ("/site", None)
+    assert container_target(".", "site") == ("./site", None)
+    assert container_target("a/..", "site") == ("a/../site", None)
+    assert container_target("/tmp/site2", "site") == ("/tmp/site2", "site")
+    assert container_target("srv/dst", "site") == ("srv/dst", "site")
 
 
 def test_a_directory_does_not_replace_a_file_given_as_the_destination(r: _Run) -> None:

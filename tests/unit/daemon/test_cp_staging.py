@@ -221,3 +221,63 @@ def test_no_header_is_kept_once_passed() -> None:
         assert writing.getmembers() == []
     upload = StagedUpload(token="t")
     assert len(_rewritten(upload, stream)) == count  # what cp writes: every member
+
+
+def test_a_copy_put_inside_an_existing_directory_is_renamed_under_it() -> None:
+    """``moved``: the copy ``dst`` (as kukectl packs it, named for its destination) goes
+    to ``dst/site``; a hard link to one of its files follows it, one to a file already in
+    the container does not; a member outside the copy is refused."""
+    upload = StagedUpload(token="t0", moved=("dst", "dst/site"))
+    stream = _archive(
+        _member("dst", tarfile.DIRTYPE),
+        _member("./dst/f"),
+        _member("dst/same", tarfile.LNKTYPE, "dst/f"),
+        _member("dst/passwd", tarfile.LNKTYPE, "etc/passwd"),
+    )
+    hidden = f"{STAGE_MARK}t0"
+    assert _rewritten(upload, stream) == [
+        ("dst/site", "", None),
+        (f"dst/site/.f{hidden}", "", b"data"),
+        (f"dst/site/.same{hidden}", f"dst/site/.f{hidden}", None),
+        (f"dst/site/.passwd{hidden}", "etc/passwd", None),
+    ]
+    assert list(upload.directories) == ["dst/site"]
+    one_file = StagedUpload(token="t1", moved=("f", "f/run.sh"))
+    assert _rewritten(one_file, _archive(_member("f"))) == [
+        (f"f/.run.sh{STAGE_MARK}t1", "", b"data")
+    ]
+    assert list(one_file.staged) == ["f/run.sh"]
+    for outside in ("dstx/f", "other", "."):
+        with pytest.raises(UploadRefusedError, match="is not under 'dst', the copy"):
+            _rewritten(StagedUpload(moved=("dst", "dst")), _archive(_member(outside)))
+
+
+def test_whether_the_destination_is_a_directory_is_seen_inside_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    host_only = tmp_path / "host-only"  # a directory on the host, none in the root
+    host_only.mkdir()
+    (root / "srv" / "dir").mkdir(parents=True)
+    (root / "data").mkdir()
+    (root / "srv" / "file").write_text("f")
+    (root / "srv" / "to-data").symlink_to("/data")
+    (root / "srv" / "up-data").symlink_to("../../../../../../data")
+    (root / "srv" / "out").symlink_to(str(host_only))
+    (root / "srv" / "loop").symlink_to("loop")
+    fd = _root(root)
+    try:
+        directory = ContainerDirectory(fd, "/srv")
+        seen = {
+            name: directory.is_directory(name)
+            for name in ("dir", "file", "none", "to-data", "up-data", "out", "loop")
+        }
+    finally:
+        os.close(fd)
+    assert seen == {
+        "dir": True,
+        "file": False,
+        "none": False,
+        "to-data": True,
+        "up-data": True,  # '..' stops at the root, as in the container
+        "out": False,  # the host's directory is not the container's
+        "loop": False,
+    }
