@@ -11,11 +11,11 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "operator" / "kukeon"
 ORDER = [
     "api", "store", "framework", "controllers", "runtime", "client", "apiserver", "metrics", "ui",
-    "cli", "daemon", "cancelling", "fileio", "httpexpect", "leanpackage", "processes",
-    "retrying",
+    "cli", "daemon", "cancelling", "concurrently", "fileio", "httpexpect", "leanpackage",
+    "processes", "retrying",
 ]  # fmt: skip
 EVERYWHERE = {  # "for every layer"
-    "cancelling", "fileio", "httpexpect", "leanpackage", "processes", "retrying",
+    "cancelling", "concurrently", "fileio", "httpexpect", "leanpackage", "processes", "retrying",
 }  # fmt: skip
 
 
