@@ -146,10 +146,13 @@ async def test_stats_agree_with_the_cgroup_files(kukeond: Kukeond) -> None:
     mem_files, burn_files = CgroupFiles(k, "mem"), CgroupFiles(k, "burn")
 
     async with session(k) as http:
-        # The fill is written once the container runs: wait until the cgroup holds it.
+        # The fill is written once the container runs: wait until the cgroup holds it and
+        # head has gone (the fill is charged while head still runs: pids was 2 under load).
         deadline = time.monotonic() + 30
-        while mem_files.working_set() < FILL:
-            assert time.monotonic() < deadline, f"the fill never arrived: {mem_files.working_set()}"
+        while mem_files.working_set() < FILL or mem_files.pids() != 1:
+            assert time.monotonic() < deadline, (
+                f"the fill never arrived: {mem_files.working_set()}, {mem_files.pids()} pids"
+            )
             await asyncio.sleep(0.2)
 
         mem = await _get(http, f"{cells}/mem/stats", containers="true")
