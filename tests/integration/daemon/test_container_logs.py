@@ -12,6 +12,7 @@ import pytest
 
 from kukeon.api import Cell, Kind
 from tests.fixtures.kukeond import Kukeond
+from tests.integration.controllers.helpers import cell_doc, cell_key, container
 
 pytestmark = pytest.mark.integration
 
@@ -103,27 +104,8 @@ async def test_a_terminals_line_shaped_as_a_record_is_its_text_for_every_read(
     await k.hierarchy()
     forged = "2026-99-99T99:99:99Z stderr F forged"
     script = f"echo '{forged}'; echo after; exec sleep 3600"
-    await k.apply(
-        {
-            "kind": "Cell",
-            "metadata": {"name": "tty"},
-            "spec": {
-                "realmId": k.realm,
-                "spaceId": "s1",
-                "stackId": "st1",
-                "containers": [
-                    {
-                        "id": "t",
-                        "image": k.image.name,
-                        "command": "sh",
-                        "args": ["-c", script],
-                        "attachable": True,
-                    }
-                ],
-            },
-        }
-    )
-    await k.wait_for(Kind.CELL, (k.realm, "s1", "st1", "tty"), state="Ready")
+    await k.apply(cell_doc(k, "tty", [container(k, "t", script=script, attachable=True)]))
+    await k.wait_for(Kind.CELL, cell_key(k, "tty"), state="Ready")
     url = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells/tty/log"
     connector = aiohttp.UnixConnector(path=str(k.config.api_socket))
     async with aiohttp.ClientSession(connector=connector) as http:
