@@ -38,9 +38,15 @@ from kukeon.api import ContainerSpec, Kind, Secret, SecretKeyRef, lookup_scopes
 from kukeon.fileio import write_atomically
 from kukeon.processes import run_program
 from kukeon.runtime.bindpins import BINDS_DIR, binds_directory, unpin_cell, unpin_scope
-from kukeon.runtime.containerd.crilog import parse_record, rotated_logs
+from kukeon.runtime.containerd.crilog import rotated_logs
+from kukeon.runtime.containerd.logrecords import parse_record
 from kukeon.runtime.containerd.ttyinit import CREATE_MARKER
-from kukeon.runtime.hostfiles import PRIVATE_DIR_MODE, make_dirs, write_private_text
+from kukeon.runtime.hostfiles import (
+    PRIVATE_DIR_MODE,
+    is_terminal_log,
+    make_dirs,
+    write_private_text,
+)
 from kukeon.runtime.hostthreads import run_on_host_thread
 from kukeon.store import InvalidStoredDocument, NotFound, Registry
 
@@ -369,16 +375,18 @@ def keep_as_previous(current: Path, previous: Path) -> None:
 
 def last_logged_line(path: Path) -> str | None:
     """The text of the last non-empty line of a container log (CRI records, or a TTY's raw
-    output), control characters dropped, cut to ``LAST_LINE_MAX``."""
+    output, as it is: its file is marked so), control characters dropped, cut to
+    ``LAST_LINE_MAX``."""
     try:
         with path.open("rb") as log:
+            terminal = is_terminal_log(log.fileno())
             start = max(0, log.seek(0, os.SEEK_END) - _TAIL_BYTES)
             log.seek(start)
             lines = log.read().splitlines()
     except OSError:
         return None
     for line in reversed(lines[1:] if start else lines):  # the first may be cut
-        text = parse_record(line).text.decode("utf-8", "replace")
+        text = parse_record(line, terminal=terminal).text.decode("utf-8", "replace")
         text = "".join(c for c in text if c.isprintable() or c == "\t").strip()
         if text:
             return text[:LAST_LINE_MAX]

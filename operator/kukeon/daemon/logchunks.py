@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from kukeon.runtime.containerd.crilog import parse_record
+from kukeon.runtime.containerd.logrecords import parse_record
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +100,19 @@ def _line_heads_backwards(stream: BinaryIO, end: int) -> Iterator[tuple[int, byt
         yield 0, carry.split(b"\n", 1)[0]
 
 
-def last_lines_start(stream: BinaryIO, end: int, count: int) -> tuple[int, int, int]:
+def last_lines_start(
+    stream: BinaryIO, end: int, count: int, *, terminal: bool = False
+) -> tuple[int, int, int]:
     """Where the last ``count`` complete lines before ``end`` (just after a newline) begin;
     how many there are and how many of them are whole records (not a ``P`` record's
-    piece)."""
+    piece; ``terminal``: a terminal's log, whose lines are all whole, whatever they look
+    like)."""
     start, found, whole = end, 0, 0
     if count <= 0:
         return start, found, whole
     for offset, head in _line_heads_backwards(stream, end):
         start, found = offset, found + 1
-        whole += not parse_record(head).partial
+        whole += not parse_record(head, terminal=terminal).partial
         if found == count:
             break
     return start, found, whole

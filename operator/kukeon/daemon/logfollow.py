@@ -41,7 +41,9 @@ from kukeon.daemon.logchunks import (
     last_lines_start,
     lines_in_chunks,
 )
-from kukeon.runtime.containerd.crilog import LogRecord, parse_lines, parse_record, rotated_logs
+from kukeon.runtime.containerd.crilog import rotated_logs
+from kukeon.runtime.containerd.logrecords import LogRecord, parse_lines, parse_record
+from kukeon.runtime.hostfiles import is_terminal_log
 
 log = logging.getLogger(__name__)
 
@@ -209,27 +211,33 @@ class _Span:
     done: bool
 
 
-def _chunk_records(lines: list[bytes], last: bool, done: bool, raw: bool | None) -> list[LogRecord]:
-    """A chunk's records (see ``logchunks.lines_in_chunks``); ``raw``: whether the file's
-    records before were a terminal's raw lines (None: none yet)."""
+def _chunk_records(
+    lines: list[bytes], last: bool, done: bool, raw: bool | None, *, terminal: bool = False
+) -> list[LogRecord]:
+    """A chunk's records (see ``logchunks.lines_in_chunks``); ``terminal``: of a terminal's
+    log (its file marked so), every line raw; else ``raw``: whether the file's records
+    before were raw lines (an unmarked terminal log's, an older kukeon's; None: none yet)."""
     if not lines or lines[-1].endswith(b"\n"):
-        return list(parse_lines(lines))
-    records = list(parse_lines(lines[:-1]))
+        return list(parse_lines(lines, terminal=terminal))
+    records = list(parse_lines(lines[:-1], terminal=terminal))
+    piece = replace(parse_record(lines[-1], terminal=terminal), partial=True)
     if not last:  # a piece of a terminal's line longer than a chunk
-        return [*records, LogRecord(time=None, stream=None, partial=True, text=lines[-1])]
-    piece = parse_record(lines[-1])
+        if not terminal:
+            piece = LogRecord(time=None, stream=None, partial=True, text=lines[-1])
+        return [*records, piece]
     if records:
         raw = records[-1].time is None
-    if done and raw is not False:  # a terminal's raw bytes (or nothing else in the file)
-        records.append(replace(piece, partial=True))
+    if done and (terminal or raw is not False):  # a terminal's raw bytes (or nothing else)
+        records.append(piece)
     return records  # in a file of records, one cut short (a killed logger's) is left out
 
 
 def _records_in_chunks(stream: BinaryIO, span: _Span) -> Iterator[list[LogRecord]]:
     end = span.end if span.end is not None else file_size(stream)
+    terminal = is_terminal_log(stream.fileno())
     raw: bool | None = None
     for lines, last in lines_in_chunks(stream, span.start, end):
-        records = _chunk_records(lines, last, span.done, raw)
+        records = _chunk_records(lines, last, span.done, raw, terminal=terminal)
         if records:
             raw = records[-1].time is None
         yield records
@@ -261,12 +269,15 @@ class LogFollower:
         self, lines: int | None, since: datetime | None = None
     ) -> Generator[list[LogRecord]]:
         """The log's last ``lines`` records, across its rotated files (all of them when
-        None; with ``since``, files last written before it are not read), oldest first, a
-        chunk at a time (at most ``logchunks.CHUNK_BYTES`` of a file: each ``next`` reads
-        and parses one, so a reader holds one chunk, not the log); the next ``read`` goes
-        on from the end of the last complete one of the current file."""
+        None; with ``since``, files last written before it are not read: a terminal's
+        current one neither, its lines having no time), oldest first, a chunk at a time (at
+        most ``logchunks.CHUNK_BYTES`` of a file: each ``next`` reads and parses one, so a
+        reader holds one chunk, not the log); the next ``read`` goes on from the end of the
+        last complete one of the current file."""
         older = self._rotated_before(since)
         end = self._complete_end()
+        if self._terminal_quiet_since(since):
+            return  # the rotated files are older still: none listed
         if lines is None:
             spans = [_Span(listed, 0, None, done=True) for listed in older]
             spans.append(_Span(None, 0, end, done=False))
@@ -282,6 +293,12 @@ class LogFollower:
             return 0
         self._offset = complete_end(self._stream, file_size(self._stream))
         return self._offset
+
+    def _terminal_quiet_since(self, since: datetime | None) -> bool:
+        """Whether the file held is a terminal's last written before ``since``."""
+        if since is None or self._stream is None or not is_terminal_log(self._stream.fileno()):
+            return False
+        return os.fstat(self._stream.fileno()).st_mtime < since.timestamp()
 
     def _tail_spans(self, lines: int, older: list[Listed], end: int) -> list[_Span]:
         """What to read for the last ``lines`` lines: the current file's last ones, then,
@@ -309,7 +326,10 @@ class LogFollower:
             with stream:
                 size = file_size(stream)
                 start, _, found = last_lines_start(
-                    stream, complete_end(stream, size), max(wanted, 0)
+                    stream,
+                    complete_end(stream, size),
+                    max(wanted, 0),
+                    terminal=is_terminal_log(stream.fileno()),
                 )
             spans.insert(0, _Span(listed, start, size, done=True))
             whole, starts_file = whole + found, start == 0

@@ -53,16 +53,16 @@ from kukeon.daemon.lookups import cell_of, no_such_container, realm_of
 from kukeon.daemon.terminalsize import TERMINAL_MAX, resize_of
 from kukeon.daemon.transfer import session_directory
 from kukeon.runtime.containerd.archivesize import IMAGE_IMPORT_MAX_BYTES
-from kukeon.runtime.containerd.crilog import (
-    LogRecord,
-    RenderOptions,
-    ends_open,
-    render,
-)
 from kukeon.runtime.containerd.errors import (
     ContainerdError,
     ProcessNotStartableError,
     TaskNotFoundError,
+)
+from kukeon.runtime.containerd.logrecords import (
+    LogRecord,
+    RenderOptions,
+    ends_open,
+    render,
 )
 from kukeon.runtime.containerd.pipes import InputStalledError, read_output, write_all
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO, TaskStatus

@@ -7,6 +7,8 @@ So, all owned by root:
 - directories ``0750`` (``0700`` where secrets or keys live), the API socket's directory
   ``0750`` with the socket's group (``kukeon``) so that group reaches the socket;
 - log files ``0640``; state records (subnets, attachments, image archives) ``0600``;
+  an attachable container's log file (its terminal's raw bytes, no CRI records) carries
+  the sticky bit besides (:data:`TERMINAL_LOG_MARK`);
 - kukeond's own umask is ``0027`` (``PROCESS_UMASK``), so whatever the programs it starts
   create (the CNI plugins' IPAM leases, etcd's files) is no wider either.
 
@@ -44,6 +46,13 @@ CONTAINER_READABLE_FILE_MODE = 0o644
 """A file bind-mounted into containers whose user may be anyone (``/etc/hosts``)."""
 SHARED_CONFIG_DIR_MODE = 0o755
 """A host configuration directory other programs read too (``/etc/cni/net.d``)."""
+TERMINAL_LOG_MARK = stat.S_ISVTX
+"""The mode bit of a log file that holds a terminal's raw output, not CRI records: how a
+reader tells a terminal's line shaped as a record (``<time> stderr P text``) from a record.
+Its writer sets it before the first byte (``create_log_file``, the logger's open and
+rotation) and a container cannot reach the file, so its output cannot forge it; a mode
+survives the renames of a rotation and of ``--previous``, and kukeond's restarts. Linux
+gives the sticky bit no meaning on a regular file."""
 PROCESS_UMASK = 0o027
 NARROWED_BITS = 0o027
 """What :func:`narrow_tree` removes: group write and every permission of others."""
@@ -76,22 +85,33 @@ def make_dirs(path: Path, mode: int = DIR_MODE) -> None:
             os.close(descriptor)
 
 
-def create_log_file(path: Path) -> None:
+def create_log_file(path: Path, *, terminal: bool = False) -> None:
     """Create ``path`` (``0640``, its directories ``0750``) unless it exists; narrow a wider one.
+    ``terminal``: it is to hold a terminal's raw output, marked so (``TERMINAL_LOG_MARK``);
+    otherwise the mark is taken off (an empty file of an instance that had a terminal).
 
     Called before a task starts: the shim's logger then appends to the file as it is,
     instead of creating it with the shim's umask.
     """
     make_dirs(path.parent)
+    mark = TERMINAL_LOG_MARK if terminal else 0
     descriptor = os.open(
-        path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, LOG_FILE_MODE
+        path,
+        os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW,
+        LOG_FILE_MODE | mark,
     )
     try:
         current = stat.S_IMODE(os.fstat(descriptor).st_mode)
-        if current & ~LOG_FILE_MODE:
-            os.fchmod(descriptor, current & LOG_FILE_MODE)
+        if current != (wanted := (current & LOG_FILE_MODE) | mark):
+            os.fchmod(descriptor, wanted)
     finally:
         os.close(descriptor)
+
+
+def is_terminal_log(descriptor: int) -> bool:
+    """Whether the open log file holds a terminal's raw output (``TERMINAL_LOG_MARK``): its
+    lines are the container's bytes as they are, whatever they look like."""
+    return bool(os.fstat(descriptor).st_mode & TERMINAL_LOG_MARK)
 
 
 def write_private_text(path: Path, text: str, *, mode: int = PRIVATE_FILE_MODE) -> None:

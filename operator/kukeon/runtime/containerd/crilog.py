@@ -43,30 +43,39 @@ A rename or removal the disk refuses leaves the records going to the current fil
 in a ``stderr`` record (``[kukeon] the log could not be rotated (N tries: why)``), and is
 tried again a second later; the pipes are never left unread. A terminal's output (an
 attachable container's, raw bytes) is rotated alike, between lines (a line longer than a
-whole file is cut into pieces of that size).
+whole file is cut into pieces of that size); its files carry ``hostfiles.TERMINAL_LOG_MARK``
+in their mode, set before their first byte, so a reader takes none of its lines for a
+record however the container shapes them (:mod:`logrecords`).
 """
 
 from __future__ import annotations
 
 import ast
 import os
-import re
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Final
 from urllib.parse import urlencode
+
+from kukeon.runtime.hostfiles import LOG_FILE_MODE, TERMINAL_LOG_MARK
 
 from . import logkeeper
 from .logkeeper import DRAINER_NAME, KEEPER_SCRIPT
 from .logkeeper import KEEPER_NAME as KEEPER_NAME  # where callers found it first
 
+# The reader's half, where callers found it first:
+from .logrecords import LogRecord as LogRecord
+from .logrecords import RenderOptions as RenderOptions
+from .logrecords import ends_open as ends_open
+from .logrecords import parse_lines as parse_lines
+from .logrecords import parse_record as parse_record
+from .logrecords import plain_text as plain_text
+from .logrecords import render as render
+
 MAX_RECORD_BYTES = 16 * 1024
 """A longer line is split into ``P`` records of this size (the kubelet's limit)."""
-
-LOG_FILE_MODE = 0o640
 
 
 @dataclass(frozen=True)
@@ -123,8 +132,14 @@ def opened():
     # quota): the task starts all the same (a logger that exited here failed it: a cell
     # restarted on a full disk ended TaskLost), its output dropped and counted until the
     # file can be made, tried again a second later, as for a write the disk refuses.
+    # Its mode says its kind (the sticky bit: a terminal's bytes) before its first byte
+    # here: a file appended to may be an older kukeon's, or an instance's that wrote nothing.
     try:
-        return os.open(PATH, FLAGS, MODE)
+        fd = os.open(PATH, FLAGS, MODE)
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if (mode ^ MODE) & stat.S_ISVTX:
+            os.fchmod(fd, mode ^ stat.S_ISVTX)
+        return fd
     except OSError as error:
         if error.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
@@ -502,9 +517,10 @@ def logger_command(
     it; a file it cannot write is passed over)."""
     named = {fd: name.encode() for fd, name in streams.items()}
     hold = str(terminal_of) if terminal_of is not None else None
+    mode = LOG_FILE_MODE | (TERMINAL_LOG_MARK if terminal_of is not None else 0)
     limit, keep = (rotation.max_size, rotation.max_files) if rotation is not None else (0, 0)
     prelude = (
-        f"PATH = {str(path)!r}\nMODE = {LOG_FILE_MODE:#o}\nMAX = {MAX_RECORD_BYTES}\n"
+        f"PATH = {str(path)!r}\nMODE = {mode:#o}\nMAX = {MAX_RECORD_BYTES}\n"
         f"STREAMS = {named!r}\nREADY = {ready_fd!r}\n"
         f"RAW = {terminal_of is not None!r}\nHOLD = {hold!r}\n"
         f"LIMIT = {limit}\nKEEP = {keep}\n"
@@ -602,96 +618,3 @@ def rotated_logs(path: Path) -> list[Path]:
         if name.startswith(prefix) and number.isdigit() and number.isascii():
             found.append((int(number), path.parent / name))
     return [file for _, file in sorted(found)]
-
-
-_RECORD = re.compile(
-    rb"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) "
-    rb"(?P<stream>stdout|stderr) (?P<tag>[FP]) (?P<text>.*)$"
-)
-
-
-@dataclass(frozen=True)
-class LogRecord:
-    """One record of a log file; ``time`` and ``stream`` are None for raw lines (a TTY's
-    output, which its own logger appends as is, or a log written before this format)."""
-
-    time: str | None
-    stream: str | None
-    partial: bool
-    text: bytes
-
-    def at(self) -> datetime | None:
-        return datetime.fromisoformat(self.time) if self.time is not None else None
-
-
-def parse_record(line: bytes) -> LogRecord:
-    """A line of the file without its newline. One shaped as a record is raw when its time
-    is no real one (a TTY's output may look like a record: a month 99 was a 500 of every
-    ``sinceTime`` read); the loggers write real times (RFC 3339 UTC, nanoseconds)."""
-    match = _RECORD.match(line)
-    try:
-        if match is not None and datetime.fromisoformat(match["time"].decode()):
-            return LogRecord(
-                time=match["time"].decode(),
-                stream=match["stream"].decode(),
-                partial=match["tag"] == b"P",
-                text=match["text"],
-            )
-    except ValueError:
-        pass
-    return LogRecord(time=None, stream=None, partial=False, text=line)
-
-
-def parse_lines(lines: Iterable[bytes]) -> Iterator[LogRecord]:
-    for line in lines:
-        yield parse_record(line.rstrip(b"\n"))
-
-
-@dataclass(frozen=True)
-class RenderOptions:
-    timestamps: bool = False
-    since: datetime | None = None
-    stream: str | None = None
-    """``stdout`` or ``stderr``: only that stream's records (a TTY's raw output counts as
-    stdout, where a terminal writes both); None: both, interleaved as written."""
-
-    def keep(self, records: list[LogRecord]) -> list[LogRecord]:
-        """The records of the chosen stream (all of them when none is chosen)."""
-        if self.stream is None:
-            return records
-        return [r for r in records if (r.stream or "stdout") == self.stream]
-
-
-def render(records: Iterable[LogRecord], options: RenderOptions, *, open_line: bool) -> bytes:
-    """The text a user reads: the records' text, a ``P`` record joined to what continues it,
-    each line prefixed by its time with ``timestamps``; records before ``since`` skipped.
-
-    ``open_line`` says whether the previous chunk ended inside a line (after a ``P``
-    record), so the prefix is not repeated mid-line when following.
-    """
-    out: list[bytes] = []
-    for record in records:
-        if options.since is not None:
-            when = record.at()
-            if when is not None and when < options.since:
-                continue
-        if options.timestamps and not open_line:
-            out.append((record.time or "-").encode() + b" ")
-        out.append(record.text)
-        if record.partial:
-            open_line = True
-        else:
-            out.append(b"\n")
-            open_line = False
-    return b"".join(out)
-
-
-def ends_open(records: list[LogRecord]) -> bool:
-    return bool(records) and records[-1].partial
-
-
-def plain_text(data: bytes) -> str:
-    """A whole log file's content as a user reads it (no times, no stream tags)."""
-    return render(parse_lines(data.splitlines()), RenderOptions(), open_line=False).decode(
-        errors="replace"
-    )

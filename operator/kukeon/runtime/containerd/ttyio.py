@@ -83,8 +83,9 @@ def ensure_fifo(path: Path) -> None:
 
 def _prepare(stdin: Path, log: Path) -> int:
     ensure_fifo(stdin)
-    # 0640 before the logger would create it with the shim's umask.
-    create_log_file(log)
+    # 0640 before the logger would create it with the shim's umask; marked as a terminal's
+    # (raw bytes, no records: hostfiles.TERMINAL_LOG_MARK) before its first byte.
+    create_log_file(log, terminal=True)
     # A writer while the shim opens its reader: without one its first read is EOF.
     return os.open(stdin, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 
