@@ -72,6 +72,10 @@ class ImagePullingError(Requeue):
             f"image {image!r} is being pulled into realm namespace {namespace}",
             delay=PULL_RECHECK_SECONDS,
             reason="ImagePulling",
+            # The pull's failure fails the next pass: it backs off one step further than
+            # the last, as kubelet's ImagePullBackOff (a reset made a registry that refuses
+            # at once be asked twice a second, for ever).
+            keeps_backoff=True,
         )
         self.image = image
 

@@ -109,11 +109,19 @@ class Requeue(Exception):  # noqa: N818 -- no error: its name must not say one
     level (it repeats every pass of the wait), and neither grows nor resets into the
     failure backoff: the next real failure backs off from its first step. A change of the
     object still runs it at once. ``reason`` is the log's word for the wait.
+
+    ``keeps_backoff``: a wait that is one step of a retry, not its end (a pass that
+    started an image pull beside it: the pull's failure is the pass after's), leaves the
+    failure count as it was, so the next failure backs off one step further; otherwise
+    every failed pull, a wait then a failure, would retry at the first step for ever.
     """
 
-    def __init__(self, message: str, *, delay: float, reason: str) -> None:
+    def __init__(
+        self, message: str, *, delay: float, reason: str, keeps_backoff: bool = False
+    ) -> None:
         super().__init__(message)
         if delay < 0:
             raise ValueError(f"Requeue delay must be >= 0, got {delay}")
         self.delay = delay
         self.reason = reason
+        self.keeps_backoff = keeps_backoff

@@ -108,6 +108,8 @@ class Outcome(NamedTuple):
     ``waited``, so a wait that goes on is not logged as news again."""
     at_most: float | None = None
     """The latest a retry may come (``TemporaryError(at_most=...)``), backoff or not."""
+    keeps_backoff: bool = False
+    """A ``Requeue(keeps_backoff=True)``: the failure count stays as it was."""
 
 
 def describe(kind: Kind, key: tuple[str, ...]) -> str:
@@ -342,7 +344,7 @@ class Processor:
                 planned,
                 extra={"reason": planned.reason, "retry": ctx.retry},
             )
-            return Outcome(Result.REQUEUED, obj, planned.delay)
+            return Outcome(Result.REQUEUED, obj, planned.delay, keeps_backoff=planned.keeps_backoff)
         except TemporaryError as error:
             return await self._temporary(error, obj, ctx, what, waited=waited)
         except InvalidStoredDocument as error:

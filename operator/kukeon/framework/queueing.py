@@ -21,7 +21,8 @@ five-minute backoff);
 ``PermanentError`` parks the object until its spec or metadata change. A change that
 arrives while a retry is pending runs at once with the new version. A ``Requeue`` (a
 planned wait: a restart back-off) runs the object again after exactly its delay, resets
-both counts like a success and counts no retry.
+both counts like a success (but the failures, for one that keeps its backoff: a pull
+started beside the pass) and counts no retry.
 
 What counts where: ``kukeon_reconcile_retries_total`` counts the retries of failures
 only (a wait is no error); ``kukeon_queue_depth`` the objects due for a handler now (a
@@ -643,8 +644,11 @@ class ObjectQueues:
             state.handled_digest = digest
             state.parked_digest = digest
         elif outcome.result is Result.REQUEUED:
-            # A planned wait ended a pass that did its work: no failure, no wait counted.
-            state.failures = state.waits = 0
+            # A planned wait ended a pass that did its work: no failure, no wait counted
+            # (one that is a step of a retry keeps the failures counted so far).
+            if not outcome.keeps_backoff:
+                state.failures = 0
+            state.waits = 0
             state.handled_digest = digest
             state.parked_digest = None
             self._requeue(state, outcome.delay or 0.0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from kukeon.api import Cell, Kind
+from kukeon.api import Cell, EventReason, Kind
 from tests.fixtures.kukeond import Kukeond
 
 from .helpers import cell_doc, cell_key, get_cell, update_cell
@@ -34,6 +36,27 @@ async def test_bad_image_fails_then_recovers(kukeond: Kukeond) -> None:
     assert ready.status.reason is None
     assert ready.status.message is None
     assert ready.status.observed_generation == ready.metadata.generation
+
+
+async def test_a_pull_that_keeps_failing_backs_off(kukeond: Kukeond) -> None:
+    """A registry that refuses at once is asked again after a growing back-off (0.5 s
+    doubling, the failure backoff), as kubelet's ImagePullBackOff, not twice a second for
+    ever: each pull's pass (a requeue) reset the count the failure after it backed off by.
+    8 s after the first failure: pulls at about 0, 0.5, 1.5, 3.5 and 7.5 s (17 before)."""
+    k = kukeond
+    await k.hierarchy()
+    key = cell_key(k, "far")
+    await k.apply(cell_doc(k, "far", [{"id": "app", "image": BAD_IMAGE}]))
+    await k.wait_for(Kind.CELL, key, state="Failed", within=30)
+    await asyncio.sleep(8)
+    assert k.daemon.events is not None
+    events = (await k.daemon.events.list(k.realm)).items
+    pulls = sum(
+        event.count
+        for event in events
+        if event.involved_object.name == "far" and event.reason == EventReason.PULLING
+    )
+    assert 2 <= pulls <= 6, f"{pulls} pulls in 8 s"
 
 
 async def test_an_update_to_a_bad_image_keeps_the_old_container_and_says_so(

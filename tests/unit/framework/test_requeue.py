@@ -205,6 +205,38 @@ async def test_an_object_waiting_out_a_delay_is_not_in_the_queue_depth() -> None
         assert sample(op, "kukeon_queue_depth", kind="Realm") == 0
 
 
+async def test_a_requeue_that_keeps_the_backoff_leaves_the_failures_counted() -> None:
+    """A pass that starts an image pull beside it (a requeue keeping the backoff), whose
+    failure fails the next pass: each failure is counted one further than the last, as if
+    the pulls' passes were not there, so a registry that refuses at once is asked less and
+    less often (with the count reset by each requeue it was asked twice a second)."""
+    store = FakeStore()
+    op = operator(store)
+    retries: list[int] = []
+    counted: list[int] = []
+
+    @op.reconcile(Kind.REALM)
+    async def handle(obj: Realm, ctx: HandlerContext) -> None:
+        assert op._queues is not None
+        counted.append(op._queues.failures(Kind.REALM, ("r",)))
+        retries.append(ctx.retry)
+        if len(retries) > 6:
+            return
+        if len(retries) % 2:
+            raise Requeue("pulling", delay=0.01, reason="ImagePulling", keeps_backoff=True)
+        raise TemporaryError("the pull failed", reason="ImageUnavailable")
+
+    await store.create(realm("r"))
+    async with OperatorRunner(op) as runner:
+        await runner.wait_for(lambda: len(retries) == 7, within=10)
+        await runner.wait_idle()
+        assert op._queues is not None
+        assert op._queues.failures(Kind.REALM, ("r",)) == 0  # the success resets it
+    # Each pull's pass sees the failures so far; each failure is one more.
+    assert counted == [0, 0, 1, 1, 2, 2, 3]
+    assert sample(op, "kukeon_reconcile_total", kind="Realm", result="requeued") == 3
+
+
 def test_a_requeue_refuses_a_negative_delay() -> None:
     with pytest.raises(ValueError, match="delay"):
         Requeue("x", delay=-1, reason="CrashLoopBackOff")
