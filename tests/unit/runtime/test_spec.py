@@ -238,9 +238,9 @@ def test_env_value_with_equals_and_empty_value() -> None:
         ("0", 0, 0, [10], "/root"),
         ("app", 1000, 1000, [10, 29], "/home/app"),
         ("1000", 1000, 1000, [10, 29], "/home/app"),
-        ("1000:1000", 1000, 1000, [10, 29], "/home/app"),
-        ("app:audio", 1000, 29, [10], "/home/app"),
-        ("app:44", 1000, 44, [10, 29], "/home/app"),
+        ("1000:1000", 1000, 1000, [], "/home/app"),
+        ("app:audio", 1000, 29, [], "/home/app"),
+        ("app:44", 1000, 44, [], "/home/app"),
         ("4242", 4242, 0, [], "/"),
         ("4242:4243", 4242, 4243, [], "/"),
         ("4242:video", 4242, 44, [], "/"),
@@ -270,6 +270,21 @@ def test_container_home_env_wins() -> None:
 def test_numeric_user_without_passwd_file() -> None:
     spec = build(make_container(user="1000:1000"), passwd=None, group=None)
     assert spec["process"]["user"] == {"uid": 1000, "gid": 1000}
+
+
+def test_root_without_passwd_entry_has_home_slash() -> None:
+    # docker (runc's lookup): a uid the image does not list, root's too, has HOME=/.
+    spec = build(passwd=None, group=None)
+    assert spec["process"]["user"] == {"uid": 0, "gid": 0}
+    assert env_of(spec)["HOME"] == "/"
+
+
+def test_hostname_is_in_the_environment_unless_set() -> None:
+    # docker and the CRI set HOSTNAME; the image's or the container's own wins.
+    assert env_of(build())["HOSTNAME"] == "webcell"
+    image = ImageConfig(cmd=("sh",), env=("HOSTNAME=from-image",))
+    assert env_of(build(image_config=image))["HOSTNAME"] == "from-image"
+    assert env_of(build(make_container(env=["HOSTNAME=mine"])))["HOSTNAME"] == "mine"
 
 
 @pytest.mark.parametrize(

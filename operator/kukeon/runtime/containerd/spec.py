@@ -469,6 +469,9 @@ def _environment(container: ContainerSpec, context: SpecContext, *, home: str) -
         # tty.prompt is the more specific setting: it wins over a PS1 in env.
         merged.update(ttyinit.prompt_environment(container.tty.prompt, merged))
     merged.setdefault("PATH", DEFAULT_PATH)
+    # docker and the CRI set HOSTNAME (the image or env may set their own, as there).
+    if context.hostname:
+        merged.setdefault("HOSTNAME", context.hostname)
     merged.setdefault("HOME", home)
     if context.terminal:
         merged.setdefault("TERM", "xterm")

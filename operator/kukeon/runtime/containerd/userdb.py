@@ -102,7 +102,9 @@ def resolve_user(
     ``container_user``/``image_user`` are ``user``, ``uid``, ``user:group`` or ``uid:gid``
     (root when both are empty); ``passwd``/``group`` are the image's files (``None`` when it
     has none). A name the files do not hold is a :class:`FieldError` on ``user`` (or on
-    ``image config User`` when the image's user is the one used).
+    ``image config User`` when the image's user is the one used). Supplementary groups (the
+    image's groups listing the user) come only with ``user`` or ``uid``, and the home is
+    the passwd entry's, else ``/``: docker's rules.
     """
     text = container_user or image_user or "0"
     field = "user" if container_user else "image config User"
@@ -116,10 +118,13 @@ def resolve_user(
     else:
         gid = entry.gid if entry is not None else 0
 
+    # docker's rules (runc's user lookup): the groups listing the user are added only when
+    # `user` names no group (`app:app` runs with exactly that group, as `docker run -u`);
+    # a uid the image does not list has no home but `/`, root's included.
     additional: list[int] = []
-    if entry is not None:
+    if entry is not None and not group_part:
         additional = sorted({g.gid for g in groups if entry.name in g.members} - {gid})
-    home = entry.home if entry is not None else ("/root" if uid == 0 else "/")
+    home = entry.home if entry is not None else "/"
     return ResolvedUser(uid, gid, additional, home)
 
 

@@ -1,0 +1,153 @@
+"""An image's config and a container's user, command and env run as docker runs them.
+
+Each image is the busybox test image with a Dockerfile's worth more (tests/fixtures/
+derivedimage.py): its own /etc/passwd and /etc/group, `USER`, `ENTRYPOINT`, `CMD`, `ENV`,
+`WORKDIR`. What the containers run as is read from their init's /proc files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kukeon.api import Kind
+from tests.fixtures.containerd import SLEEPER_SCRIPT
+from tests.fixtures.derivedimage import derived_image
+from tests.fixtures.kukeond import Kukeond
+
+from .helpers import cell_doc, cell_key, exec_in
+
+pytestmark = pytest.mark.integration
+
+# No root entry: docker gives root (and any uid the image does not list) HOME=/.
+PASSWD = (
+    b"user:x:1000:1000:user:/home/user:/bin/sh\nnobody:x:65534:65534::/nonexistent:/bin/false\n"
+)
+GROUP = b"root:x:0:\naudio:x:29:user\nvideo:x:44:nobody,user\nuser:x:1000:\nnogroup:x:65534:\n"
+
+
+async def import_image(k: Kukeond, tmp_path: Path, name: str, **changes: Any) -> str:
+    """``name``: the busybox test image with ``changes`` (derived_image's), in the realm."""
+    await k.hierarchy()
+    archive = derived_image(k.image.archive, tmp_path / "derived.tar", name, **changes)
+    controllers = k.daemon.controllers
+    assert controllers is not None
+    await controllers.images.import_archive(namespace=k.namespace, path=archive)
+    return name
+
+
+async def init_facts(k: Kukeond, cid: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The container's init: its /proc/1/status fields and its environment."""
+    code, status = await exec_in(k, cid, "cat", "/proc/1/status")
+    assert code == 0, status
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    code, environ = await exec_in(k, cid, "sh", "-c", "tr '\\0' '\\n' < /proc/1/environ")
+    assert code == 0, environ
+    env = dict(line.split("=", 1) for line in environ.splitlines() if "=" in line)
+    return {key: value.strip() for key, value in fields.items()}, env
+
+
+async def test_user_groups_home_and_hostname_as_docker(kukeond: Kukeond, tmp_path: Path) -> None:
+    k = kukeond
+    image = await import_image(
+        k,
+        tmp_path,
+        "kukeon.io/test/users:1",
+        config={"User": "user"},
+        files={"/etc/passwd": PASSWD, "/etc/group": GROUP},
+    )
+
+    def sleeper(cid: str, **fields: Any) -> dict[str, Any]:
+        return {
+            "id": cid,
+            "image": image,
+            "command": "sh",
+            "args": ["-c", SLEEPER_SCRIPT],
+            **fields,
+        }
+
+    containers = [
+        sleeper("imageuser"),  # the image's USER, its groups from /etc/group
+        sleeper("explicit", user="user:user"),  # a group named: that group only
+        sleeper("root", user="0"),  # no passwd entry: HOME=/
+        sleeper("unlisted", user="4242"),
+        sleeper("ownhost", env=["HOSTNAME=mine"]),
+    ]
+    await k.apply(cell_doc(k, "users", containers))
+    await k.wait_for(Kind.CELL, cell_key(k, "users"), state="Ready")
+
+    def ids(status: dict[str, str], field: str) -> list[str]:
+        return status[field].split()
+
+    status, env = await init_facts(k, "s1_st1_users_imageuser")
+    assert (ids(status, "Uid")[0], ids(status, "Gid")[0]) == ("1000", "1000")
+    assert sorted(ids(status, "Groups"), key=int) == ["29", "44"]
+    assert env["HOME"] == "/home/user"
+    assert env["HOSTNAME"] == "users"  # docker's and the CRI's HOSTNAME
+
+    status, env = await init_facts(k, "s1_st1_users_explicit")
+    assert (ids(status, "Uid")[0], ids(status, "Gid")[0]) == ("1000", "1000")
+    assert ids(status, "Groups") in ([], ["1000"]), status["Groups"]  # docker -u user:user
+
+    status, env = await init_facts(k, "s1_st1_users_root")
+    assert (ids(status, "Uid")[0], ids(status, "Gid")[0]) == ("0", "0")
+    assert env["HOME"] == "/"
+
+    status, env = await init_facts(k, "s1_st1_users_unlisted")
+    assert (ids(status, "Uid")[0], ids(status, "Gid")[0]) == ("4242", "0")
+    assert ids(status, "Groups") in ([], ["0"]), status["Groups"]
+    assert env["HOME"] == "/"
+
+    _, env = await init_facts(k, "s1_st1_users_ownhost")
+    assert env["HOSTNAME"] == "mine"
+
+
+async def test_entrypoint_cmd_env_and_workdir_of_the_image(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """What already matched docker and Kubernetes: command replaces the entrypoint and
+    drops the cmd, args replace the cmd; env over the image's, the last of a name wins; a
+    WORKDIR the image lacks is made; PATH defaults when nothing sets it."""
+    k = kukeond
+    image = await import_image(
+        k,
+        tmp_path,
+        "kukeon.io/test/entry:1",
+        config={
+            "Entrypoint": ["sh", "-c", 'echo "$0 $*" > /tmp/argv; ' + SLEEPER_SCRIPT],
+            "Cmd": ["from-cmd", "second"],
+            "Env": ["FROM_IMAGE=i", "OVERRIDDEN=image", "EQ=a=b"],
+            "WorkingDir": "/srv/not/in/the/image",
+        },
+    )
+    containers: list[dict[str, Any]] = [
+        {"id": "plain", "image": image},
+        {"id": "args", "image": image, "args": ["mine"]},
+        {
+            "id": "command",
+            "image": image,
+            "command": "sh",
+            "args": ["-c", SLEEPER_SCRIPT],
+            "env": ["OVERRIDDEN=spec", "TWICE=first", "EMPTY=", "TWICE=last"],
+        },
+    ]
+    await k.apply(cell_doc(k, "entry", containers))
+    await k.wait_for(Kind.CELL, cell_key(k, "entry"), state="Ready")
+
+    code, output = await exec_in(k, "s1_st1_entry_plain", "cat", "/tmp/argv")
+    assert (code, output.strip()) == (0, "from-cmd second")
+    code, output = await exec_in(k, "s1_st1_entry_args", "cat", "/tmp/argv")
+    assert (code, output.strip()) == (0, "mine")
+    code, output = await exec_in(k, "s1_st1_entry_command", "cat", "/proc/1/cmdline")
+    assert output.split("\0")[:2] == ["sh", "-c"], output
+
+    _, env = await init_facts(k, "s1_st1_entry_plain")
+    assert (env["FROM_IMAGE"], env["OVERRIDDEN"], env["EQ"]) == ("i", "image", "a=b")
+    assert env["PATH"] == "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    code, output = await exec_in(k, "s1_st1_entry_plain", "sh", "-c", "readlink /proc/1/cwd")
+    assert (code, output.strip()) == (0, "/srv/not/in/the/image")
+
+    _, env = await init_facts(k, "s1_st1_entry_command")
+    assert (env["OVERRIDDEN"], env["TWICE"], env["EMPTY"]) == ("spec", "last", "")
