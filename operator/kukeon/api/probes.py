@@ -95,8 +95,9 @@ class HTTPHeader(KukeonModel):
 class HTTPGetAction(KukeonModel):
     """GET ``scheme://<cell address>:port/path``; a status in [200, 400) is success.
 
-    The cell's address is its bridge IP, or 127.0.0.1 for a hostNetwork cell. Redirects are
-    not followed (a 3xx is a success, as in Kubernetes). ``https`` does not verify the
+    The cell's address is its bridge IP, or 127.0.0.1 for a hostNetwork cell. As kubelet,
+    a redirect to that address is followed (up to 10; the reply at the end decides), one
+    to another host is not (its 3xx is a success). ``https`` does not verify the
     certificate (Kubernetes does not either).
     """
 

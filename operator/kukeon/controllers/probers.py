@@ -10,7 +10,8 @@ is a failure with its reason, as in Kubernetes.
   read from FIFOs and capped (the rest is drained and dropped, never stored); on timeout
   the process is SIGKILLed and always deleted, so no process is left behind.
 - ``httpGet`` connects from the host to the cell's address (``httpcheck``), a new connection
-  per check, redirects not followed; a status in [200, 400) is success.
+  per request; a redirect to the cell's own address is followed (up to 10), one to
+  another host is not, as kubelet; a status in [200, 400) at the end is success.
 - ``tcpSocket`` opens and closes a connection.
 """
 
@@ -33,7 +34,7 @@ from kukeon.runtime.containerd.errors import ContainerdError
 from kukeon.runtime.containerd.pipes import read_output
 from kukeon.runtime.containerd.tasks import ExitStatus, FifoIO
 
-from .httpcheck import HttpReplyError, http_get
+from .httpcheck import REDIRECTS_MAX, HttpReplyError, HttpTarget, http_get, redirect_target
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,19 +142,29 @@ class Prober:
     # --- httpGet ------------------------------------------------------------------------
 
     async def _http(self, action: HTTPGetAction, address: str, seconds: float) -> CheckResult:
-        host = f"[{address}]" if ":" in address else address
-        url = f"{action.scheme.lower()}://{host}:{action.port}{action.path}"
+        """GET the path; a redirect to the cell's own address is followed (up to
+        ``REDIRECTS_MAX``, the reply at the end decides), one to another host is not (its
+        3xx is the success), as kubelet does; the timeout bounds the whole chain."""
+        target = HttpTarget(action.scheme.lower(), action.port, action.path)
+        url = target.url(address)
         headers = [(header.name, header.value) for header in action.http_headers]
         try:
             async with asyncio.timeout(seconds):
-                status, body = await http_get(
-                    address,
-                    action.port,
-                    action.path,
-                    headers,
-                    tls=action.scheme == "HTTPS",
-                    limit=PROBE_OUTPUT_MAX,
-                )
+                for _ in range(REDIRECTS_MAX + 1):
+                    reply = await http_get(
+                        address,
+                        target.port,
+                        target.path,
+                        headers,
+                        tls=target.scheme == "https",
+                        limit=PROBE_OUTPUT_MAX,
+                    )
+                    followed = redirect_target(reply, address, target)
+                    if followed is None:
+                        break
+                    target, url = followed, followed.url(address)
+                else:
+                    return CheckResult(False, f"GET {url}: stopped after {REDIRECTS_MAX} redirects")
         except TimeoutError:
             return CheckResult(False, f"GET {url}: timed out after {seconds:g}s")
         except ssl.SSLError as error:
@@ -163,10 +174,10 @@ class Prober:
             return CheckResult(False, truncate(f"GET {url}: {why}"))
         except HttpReplyError as error:
             return CheckResult(False, truncate(f"GET {url}: {error}"))
-        if 200 <= status < 400:
+        if 200 <= reply.status < 400:
             return CheckResult(True)
-        text = body.decode(errors="replace")
-        return CheckResult(False, truncate(f"GET {url}: HTTP {status}: {text}"))
+        text = reply.body.decode(errors="replace")
+        return CheckResult(False, truncate(f"GET {url}: HTTP {reply.status}: {text}"))
 
     # --- exec ---------------------------------------------------------------------------
 

@@ -203,6 +203,46 @@ async def test_tcp_socket_probes_on_the_bridge_and_on_the_host_network(kukeond: 
         assert first(ready).probes[0].result == ProbeResult.SUCCESS
 
 
+# httpd with a CGI at /cgi-bin/r answering 302 to /next.html on the same host (no file yet).
+REDIRECTING = (
+    "mkdir -p /tmp/www/cgi-bin && "
+    "printf '#!/bin/sh\\nprintf \"HTTP/1.1 302 Found\\\\r\\\\nLocation: /next.html"
+    "\\\\r\\\\n\\\\r\\\\n\"\\n' > /tmp/www/cgi-bin/r && chmod +x /tmp/www/cgi-bin/r && "
+    "exec httpd -f -p 8080 -h /tmp/www"
+)
+
+
+async def test_an_http_probe_follows_a_redirect_to_the_cell_itself(kukeond: Kukeond) -> None:
+    """As kubelet, a redirect to the cell's own address is followed and the reply at its
+    end decides: a 302 to a page that is missing (404) keeps the cell out of Ready (the
+    302 alone made it Ready), the page's creation makes it Ready."""
+    k = kukeond
+    await k.hierarchy()
+    probe = {"httpGet": {"port": 8080, "path": "/cgi-bin/r"}, "periodSeconds": 1}
+    await k.apply(
+        cell_doc(k, "moved", [container(k, "a", script=REDIRECTING, readinessProbe=probe)])
+    )
+    key = cell_key(k, "moved")
+    failing = await k.wait_for(
+        Kind.CELL,
+        key,
+        until=lambda c: (
+            bool(c.status.containers)
+            and bool(first(c).probes)
+            and first(c).probes[0].result == ProbeResult.FAILURE
+        ),
+        within=30,
+    )
+    assert isinstance(failing, Cell)
+    assert failing.status.state == CellState.PENDING
+    message = first(failing).probes[0].message or ""
+    assert message.startswith("GET http://"), message
+    assert "/next.html: HTTP 404" in message, message
+    await exec_in(k, first(failing).name, "sh", "-c", "echo ok > /tmp/www/next.html")
+    ready = await k.wait_for(Kind.CELL, key, state="Ready", within=15)
+    assert isinstance(ready, Cell)
+
+
 async def test_deleting_a_cell_stops_its_probes(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()
