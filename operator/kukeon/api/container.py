@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-import signal
 from enum import StrEnum
 from typing import Annotated, Any, Literal, NamedTuple
 
@@ -39,6 +38,8 @@ from kukeon.api.meta import (
 )
 from kukeon.api.probes import Probe, ProbeKind
 from kukeon.api.secret import SecretKeyRef
+from kukeon.api.signals import parse_signal as parse_signal
+from kukeon.api.signals import signal_name
 
 CONTAINERD_IDENTIFIER_MAX = 76
 """containerd's longest identifier (its ``identifiers`` package: container, task, namespace)."""
@@ -492,27 +493,15 @@ class ContainerTty(KukeonModel):
         return found
 
 
-def parse_signal(text: str) -> signal.Signals | None:
-    """``SIGQUIT``, ``QUIT``, ``sigquit`` or ``3`` as a signal; None for anything else."""
-    value = text.strip()
-    if value.isascii() and value.isdigit() and len(value) <= 3:
-        try:
-            return signal.Signals(int(value))
-        except ValueError:
-            return None
-    name = value.upper()
-    name = name if name.startswith("SIG") else f"SIG{name}"
-    found = getattr(signal.Signals, name, None)
-    return found if isinstance(found, signal.Signals) else None
-
-
 def _stop_signal_name(value: str | None) -> str | None:
     if value is None:
         return None
     found = parse_signal(value)
     if found is None:
-        raise ValueError(f"{quote(value)} is not a signal: a name (SIGINT, QUIT) or a number")
-    return found.name
+        raise ValueError(
+            f"{quote(value)} is not a signal: a name (SIGINT, QUIT, SIGRTMIN+3) or a number"
+        )
+    return signal_name(found)
 
 
 class ContainerSpec(KukeonModel):
@@ -610,9 +599,10 @@ class ContainerSpec(KukeonModel):
     restart_max_retries: Int | None = Field(default=None)
     """Restarts before giving up under on-failure (default 5), 1 to 1000."""
     stop_signal: Annotated[OptionalString, AfterValidator(_stop_signal_name)] = None
-    """The signal that asks the container to stop (`SIGINT`, `QUIT` or `3`; docker's
-    `--stop-signal`, Kubernetes' `lifecycle.stopSignal`), before SIGKILL after the cell's grace;
-    unset: the image's `StopSignal`, else SIGTERM. Changing it replaces the container."""
+    """The signal that asks the container to stop (`SIGINT`, `QUIT`, `3`, `SIGRTMIN+3`;
+    docker's `--stop-signal`, Kubernetes' `lifecycle.stopSignal`), before SIGKILL after the
+    cell's grace; unset: the image's `StopSignal`, else SIGTERM. Changing it replaces the
+    container."""
     attachable: Bool = False
     """Run the process under a terminal wrapper that `attach` can connect to."""
     tty: ContainerTty | None = None

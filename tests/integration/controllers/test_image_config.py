@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
-from kukeon.api import Kind
+from kukeon.api import DesiredCellState, Kind
 from tests.fixtures.containerd import SLEEPER_SCRIPT
 from tests.fixtures.derivedimage import derived_image
 from tests.fixtures.kukeond import Kukeond
 
-from .helpers import cell_doc, cell_key, exec_in
+from .helpers import cell_doc, cell_key, container, exec_in, update_cell
+from .test_stop_start import logged
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +152,28 @@ async def test_entrypoint_cmd_env_and_workdir_of_the_image(
 
     _, env = await init_facts(k, "s1_st1_entry_command")
     assert (env["OVERRIDDEN"], env["TWICE"], env["EMPTY"]) == ("spec", "last", "")
+
+
+async def test_a_real_time_stop_signal_as_systemd_images_name_it(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """`STOPSIGNAL SIGRTMIN+3` (systemd's, kindest/node's) stops the container with signal
+    37, as docker sends it; a container's own `stopSignal: RTMAX-1` likewise (63)."""
+    k = kukeond
+    image = await import_image(
+        k, tmp_path, "kukeon.io/test/systemd-like:1", config={"StopSignal": "SIGRTMIN+3"}
+    )
+    script = (
+        'for n in 37 63; do trap "echo got $n; exit 0" $n; done; '
+        "trap 'echo got TERM; exit 0' TERM; echo up; while :; do sleep 0.1; done"
+    )
+    own = container(k, "a", script=script, image=image, stopSignal="RTMAX-1")
+    await k.apply(cell_doc(k, "rtmin", [container(k, "a", script=script, image=image)]))
+    await k.apply(cell_doc(k, "rtmax", [own]))
+    for cell in ("rtmin", "rtmax"):
+        await k.wait_for(Kind.CELL, cell_key(k, cell), state="Ready")
+        await logged(k, cell, "up")  # its traps are set (a signal before them is lost)
+        await update_cell(k, cell_key(k, cell), spec={"desired_state": DesiredCellState.STOPPED})
+    for cell, expected in (("rtmin", "got 37"), ("rtmax", "got 63")):
+        await k.wait_for(Kind.CELL, cell_key(k, cell), state="Stopped", within=30)
+        await logged(k, cell, expected)

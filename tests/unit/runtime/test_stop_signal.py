@@ -7,6 +7,7 @@ import signal
 
 import pytest
 
+from kukeon.api.signals import signal_name
 from kukeon.runtime.containerd.oci import parse_config
 from kukeon.runtime.containerd.stopsignal import (
     LABEL_STOP_SIGNAL,
@@ -28,10 +29,40 @@ from kukeon.runtime.containerd.stopsignal import (
         ("999", None),
         ("", None),
         ("SIG_DFL", None),
+        # docker's real-time names: systemd images stop on SIGRTMIN+3 (kindest/node's does).
+        ("SIGRTMIN+3", signal.SIGRTMIN + 3),
+        ("rtmin", signal.SIGRTMIN),
+        ("SIGRTMAX-1", signal.SIGRTMAX - 1),
+        ("RTMAX", signal.SIGRTMAX),
+        ("37", signal.SIGRTMIN + 3),
+        ("32", 32),
+        ("SIGRTMIN-1", None),
+        ("SIGRTMAX+1", None),
+        ("SIGRTMIN+31", None),
+        ("0", None),
+        ("65", None),
     ],
 )
-def test_names_numbers_and_nonsense(text: str, expected: signal.Signals | None) -> None:
+def test_names_numbers_and_nonsense(text: str, expected: int | None) -> None:
     assert parse_stop_signal(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("number", "name"),
+    [
+        (3, "SIGQUIT"),
+        (34, "SIGRTMIN"),
+        (37, "SIGRTMIN+3"),
+        (49, "SIGRTMIN+15"),
+        (50, "SIGRTMAX-14"),
+        (63, "SIGRTMAX-1"),
+        (64, "SIGRTMAX"),
+        (32, "32"),
+    ],
+)
+def test_a_signal_is_named_as_docker_names_it(number: int, name: str) -> None:
+    assert signal_name(number) == name
+    assert parse_stop_signal(name) == number
 
 
 def test_the_label_records_what_is_not_sigterm_and_falls_back_to_it() -> None:
@@ -42,6 +73,8 @@ def test_the_label_records_what_is_not_sigterm_and_falls_back_to_it() -> None:
     assert stop_signal_of({LABEL_STOP_SIGNAL: "SIGINT"}) == signal.SIGINT
     assert stop_signal_of({}) == signal.SIGTERM
     assert stop_signal_of({LABEL_STOP_SIGNAL: "garbage"}) == signal.SIGTERM
+    assert stop_signal_label("SIGRTMIN+3") == {LABEL_STOP_SIGNAL: "SIGRTMIN+3"}
+    assert stop_signal_of({LABEL_STOP_SIGNAL: "SIGRTMIN+3"}) == signal.SIGRTMIN + 3
 
 
 def test_the_image_config_carries_its_stop_signal() -> None:
@@ -62,6 +95,10 @@ def test_a_containers_own_stop_signal_is_checked_and_named() -> None:
     base = {"id": "a", "image": "busybox"}
     assert ContainerSpec.model_validate({**base, "stopSignal": "int"}).stop_signal == "SIGINT"
     assert ContainerSpec.model_validate({**base, "stopSignal": "3"}).stop_signal == "SIGQUIT"
+    assert ContainerSpec.model_validate({**base, "stopSignal": "rtmin+3"}).stop_signal == (
+        "SIGRTMIN+3"
+    )
+    assert ContainerSpec.model_validate({**base, "stopSignal": "37"}).stop_signal == "SIGRTMIN+3"
     assert ContainerSpec.model_validate(base).stop_signal is None
     assert ContainerSpec.model_validate({**base, "stopSignal": ""}).stop_signal is None
     for bad in ("SIGNOPE", "0", "9999", "SIG_DFL"):

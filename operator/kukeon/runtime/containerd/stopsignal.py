@@ -13,7 +13,7 @@ import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
-from kukeon.api.container import parse_signal
+from kukeon.api.signals import parse_signal, signal_name
 from kukeon.runtime.containerd.errors import ContainerdError
 
 if TYPE_CHECKING:
@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 LABEL_STOP_SIGNAL: Final = "kukeon.io/stop-signal"
 
 
-def parse_stop_signal(text: str) -> signal.Signals | None:
-    """A signal's name or number (an image's malformed StopSignal falls back to SIGTERM
-    rather than failing the container)."""
+def parse_stop_signal(text: str) -> int | None:
+    """A signal's name (``SIGQUIT``, ``SIGRTMIN+3``) or number, as its number (an image's
+    malformed StopSignal falls back to SIGTERM rather than failing the container)."""
     return parse_signal(text)
 
 
@@ -34,21 +34,21 @@ def stop_signal_label(image_stop_signal: str) -> dict[str, str]:
     found = parse_stop_signal(image_stop_signal) if image_stop_signal else None
     if found is None or found == signal.SIGTERM:
         return {}
-    return {LABEL_STOP_SIGNAL: found.name}
+    return {LABEL_STOP_SIGNAL: signal_name(found)}
 
 
-def stop_signal_of(labels: Mapping[str, str]) -> signal.Signals:
+def stop_signal_of(labels: Mapping[str, str]) -> int:
     """The signal a container with these labels is stopped with."""
     found = parse_stop_signal(labels.get(LABEL_STOP_SIGNAL, ""))
-    return found if found is not None else signal.SIGTERM
+    return found if found is not None else int(signal.SIGTERM)
 
 
 async def container_stop_signal(
     containerd: ContainerdClient, namespace: str, container_id: str
-) -> signal.Signals:
+) -> int:
     """The stop signal recorded on the container (SIGTERM when it is gone or has none)."""
     try:
         found = await containerd.containers(namespace).get(container_id)
     except ContainerdError:
-        return signal.SIGTERM
+        return int(signal.SIGTERM)
     return stop_signal_of(found.labels)
