@@ -522,6 +522,13 @@ class DaemonConfig(BaseModel):
         )
 
     @property
+    def fences(self) -> bool:
+        """Whether this node fences itself (docs/fleet.md): not on the embedded etcd. It
+        serves this kukeond alone, so no other node can take its cells, and it is away for
+        every reader at once: stopping them then would stop workloads and protect nothing."""
+        return not self.uses_embedded_etcd
+
+    @property
     def fence_after(self) -> float:
         """The fencing delay in effect (``fenceAfterSeconds``, else the lease TTL)."""
         if self.fence_after_seconds is not None:
@@ -555,6 +562,13 @@ class DaemonConfig(BaseModel):
                 "fenceAfterSeconds ({fence}) must be below nodeLeaseTtl + nodeLostTimeout "
                 "({limit}): a node must be fenced before its cells are placed elsewhere",
                 {"fence": self.fence_after_seconds, "limit": limit},
+            )
+        if self.fence_after_seconds is not None and not self.fences:
+            raise PydanticCustomError(
+                "fence_after",
+                "fenceAfterSeconds ({fence}) needs etcdEndpoints: on the embedded etcd no "
+                "other node can take this node's cells, so it never fences itself",
+                {"fence": self.fence_after_seconds},
             )
         return self
 

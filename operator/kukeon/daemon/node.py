@@ -13,6 +13,8 @@ never sees one of its stale copies. While it runs, a fencing watch compares the 
 the lease was last renewed with ``fenceAfterSeconds`` (default: the lease TTL): past it the
 node stops its scheduler-placed cells by itself, before the scheduler can place them
 elsewhere (``nodeLeaseTtl + nodeLostTimeout``); pinned cells go on. A renewal unfences it.
+On the embedded etcd there is no fencing (``DaemonConfig.fences``): no other node can
+take this node's cells, so stopping them while the etcd is away would only stop workloads.
 
 While another kukeond holds this node's name (the operator's ``gate`` closed,
 ``kukeon.framework.converging``) the agent writes nothing of the node: no Node document
@@ -32,7 +34,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Protocol
 
 import grpc
@@ -73,6 +74,7 @@ from kukeon.store import (
 from kukeon.store.connection import is_space_exceeded
 
 from .config import DaemonConfig
+from .fencing import FENCE_CHECKS_PER_PERIOD, FenceStep, fence_step
 from .keyroutes import rotation_condition
 from .nodefacts import (
     api_endpoint,
@@ -106,10 +108,6 @@ def heartbeat_grace(config: DaemonConfig) -> float:
     return max(float(config.node_lease_ttl), HEARTBEAT_BACKOFF_MAX + HEARTBEAT_ATTEMPT_TIMEOUT)
 
 
-FENCE_CHECKS_PER_PERIOD = 10
-"""The fencing watch looks this many times per ``fenceAfterSeconds`` (at most once a second)."""
-
-
 class NodeCells(Protocol):
     """What the node agent asks of this node's cells (``controllers.Departures``)."""
 
@@ -118,20 +116,6 @@ class NodeCells(Protocol):
     async def fence(self) -> int: ...
 
     async def unfence(self) -> None: ...
-
-
-class FenceStep(StrEnum):
-    FENCE = "fence"
-    UNFENCE = "unfence"
-
-
-def fence_step(*, silent_for: float, fence_after: float, fenced: bool) -> FenceStep | None:
-    """What the fencing watch does, ``silent_for`` seconds after the last renewal."""
-    if not fenced and silent_for >= fence_after:
-        return FenceStep.FENCE
-    if fenced and silent_for < fence_after:
-        return FenceStep.UNFENCE
-    return None
 
 
 FLEET = "fleet"
@@ -201,6 +185,8 @@ class NodeAgent:
         """The bound port of the TCP API (set by the endpoints once they listen)."""
         self._capacity = NodeResources()
         self._session: LeaseSession | None = None
+        self._lost_confirmed_at = 0.0
+        """When etcd last confirmed the lease lost last (0: none), while no new one is held."""
         self._supervisor = supervisor if supervisor is not None else Supervisor()
         self._task: SupervisedTask | None = None
         self._fencing: SupervisedTask | None = None
@@ -236,7 +222,7 @@ class NodeAgent:
         else:  # another kukeond's node: the loop takes part once the name is ours
             self._labels_owed = True
         self._task = self._supervisor.start("kukeon-node-heartbeat", self._run, component=FLEET)
-        if self.cells is not None:
+        if self.cells is not None and self.config.fences:
             self._fencing = self._supervisor.start(
                 "kukeon-node-fencing", self._watch_fencing, component=FLEET
             )
@@ -283,9 +269,12 @@ class NodeAgent:
         return session is not None and not session.lost.is_set()
 
     def silent_for(self) -> float:
-        """Seconds since the last request etcd confirmed for this node's lease was sent."""
+        """Seconds since the last request etcd confirmed for this node's lease was sent: the
+        lost lease's while etcd grants no new one (0 before the first), or fencing would wait
+        for a new lease that an unreachable etcd never grants."""
         session = self._session
-        return 0.0 if session is None else time.monotonic() - session.confirmed_at
+        confirmed = self._lost_confirmed_at if session is None else session.confirmed_at
+        return time.monotonic() - confirmed if confirmed else 0.0
 
     async def _watch_fencing(self) -> None:
         cells = self.cells
@@ -560,8 +549,7 @@ class NodeAgent:
                             log.warning(
                                 "node %s: heartbeat lease lost, taking a new one", self.node_name
                             )
-                        await session.close(revoke=True)
-                        self._session = None
+                        await self._give_up(session)
                         await self._new_lease()
                     await self.keep_key()
                     await self.beat()
@@ -599,11 +587,19 @@ class NodeAgent:
                 if self.on_store_back is not None:
                     self.on_store_back()
 
+    async def _give_up(self, lost: LeaseSession) -> None:
+        """Drop a lost lease for a new one; until one is granted its last confirmation is
+        the one fencing counts from (``silent_for``)."""
+        self._lost_confirmed_at = lost.confirmed_at
+        await lost.close(revoke=True)
+        self._session = None
+
     async def _stand_aside(self) -> None:
         """Another kukeond holds the node's name: give up the heartbeat lease (its key
         goes with it, unless the holder's lease holds it) and wait for the name. The next
         beat after takes a new lease and writes the Node (its labels too)."""
         session, self._session = self._session, None
+        self._lost_confirmed_at = 0.0  # the holder's to fence; counted afresh once ours
         if session is not None:
             log.warning(
                 "node %s: another kukeond holds the node name: not beating (the Node and "
@@ -690,6 +686,8 @@ async def start_fleet(
         gate=op.gate,
     )
     scheduler.heartbeats.holds_own_lease = agent.holds_lease
+    op.metrics.node_lease_unconfirmed.set_function(agent.silent_for)
+    op.metrics.node_fenced.set_function(lambda: float(agent.fenced))
     try:
         await agent.start()
     except BaseException:

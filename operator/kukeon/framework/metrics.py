@@ -27,8 +27,8 @@ _DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 
 
 class FrameworkMetrics:
-    """kukeon_reconcile_*, kukeon_watch_*, kukeon_task_*, kukeon_events_* and
-    kukeon_node_name_displaced collectors bound to one registry."""
+    """kukeon_reconcile_*, kukeon_watch_*, kukeon_task_*, kukeon_events_* and kukeon_node_*
+    collectors bound to one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -90,18 +90,39 @@ class FrameworkMetrics:
             ["reason"],
             registry=registry,
         )
-        self.node_name_displaced = Gauge(
-            "kukeon_node_name_displaced",
-            "1 while another live kukeond's lease holds this process's node name: this one "
-            "does not converge the node (its workloads are left running as they are), 0 "
-            "otherwise.",
-            registry=registry,
+        self.node_name_displaced, self.node_lease_unconfirmed, self.node_fenced = _node_gauges(
+            registry
         )
         self.events_written_total = Counter(
             "kukeon_events_written_total",
             "Event writes, new Events and repeats (a repeat bumps the count of its Event).",
             registry=registry,
         )
+
+
+def _node_gauges(registry: CollectorRegistry) -> tuple[Gauge, Gauge, Gauge]:
+    """kukeon_node_name_displaced, kukeon_node_lease_unconfirmed_seconds, kukeon_node_fenced."""
+    displaced = Gauge(
+        "kukeon_node_name_displaced",
+        "1 while another live kukeond's lease holds this process's node name: this one "
+        "does not converge the node (its workloads are left running as they are), 0 "
+        "otherwise.",
+        registry=registry,
+    )
+    unconfirmed = Gauge(
+        "kukeon_node_lease_unconfirmed_seconds",
+        "Seconds since etcd last confirmed this node's heartbeat lease (a keepalive "
+        "answered or a lease granted; 0 before the first): it grows while etcd is out "
+        "of reach of this node, and past fenceAfterSeconds the node fences itself.",
+        registry=registry,
+    )
+    fenced = Gauge(
+        "kukeon_node_fenced",
+        "1 while this node is fenced (its scheduler-placed cells stopped for want of a "
+        "renewed heartbeat lease), 0 otherwise.",
+        registry=registry,
+    )
+    return displaced, unconfirmed, fenced
 
 
 _lock = threading.Lock()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -47,7 +48,10 @@ async def test_a_heartbeat_that_keeps_failing_backs_off_and_logs_once(
 
     lost = asyncio.Event()
     lost.set()  # the lease is gone and etcd with it
-    agent._session = cast(LeaseSession, SimpleNamespace(lost=lost, close=close))
+    confirmed_at = time.monotonic() - 30
+    agent._session = cast(
+        LeaseSession, SimpleNamespace(lost=lost, close=close, confirmed_at=confirmed_at)
+    )
     agent._new_lease = new_lease  # type: ignore[method-assign]
     running = asyncio.create_task(agent._run())
     await asyncio.sleep(1.7)
@@ -61,6 +65,10 @@ async def test_a_heartbeat_that_keeps_failing_backs_off_and_logs_once(
     assert "1 time(s)" in failures[0].getMessage()
     lost_lines = [r for r in caplog.records if "lease lost" in r.getMessage()]
     assert len(lost_lines) == 1
+    # No new lease: the node's silence (what fencing waits for) counts from the lost one's
+    # last confirmation, not from nothing.
+    assert agent._session is None
+    assert agent.silent_for() >= 30
 
 
 def test_the_leaders_grace_outlasts_a_heartbeats_longest_retry() -> None:

@@ -18,7 +18,7 @@ from kukeon.cli.nodes import plan_drain
 from kukeon.controllers.departures import Departures, departure, should_run
 from kukeon.controllers.scheduler import NODE_LOST
 from kukeon.daemon.config import DaemonConfig
-from kukeon.daemon.node import FenceStep, fence_step
+from kukeon.daemon.fencing import FenceStep, fence_step
 from kukeon.store import Conflict, NotFound
 
 MIB = 1024 * 1024
@@ -109,11 +109,22 @@ def test_fencing_starts_after_fence_after_and_ends_with_a_renewal() -> None:
     assert fence_step(silent_for=0.5, fence_after=4.0, fenced=False) is None
 
 
+FLEET_ETCD = {"etcd_endpoints": ["https://etcd.example:2379"], "etcd_ca_file": "/ca.crt"}
+
+
 def test_fencing_happens_before_replacement() -> None:
-    assert DaemonConfig().fence_after == 40.0  # the lease TTL: at the lease's expiry
-    assert DaemonConfig(fence_after_seconds=20).fence_after == 20
+    assert DaemonConfig(**FLEET_ETCD).fence_after == 40.0  # the lease TTL: at its expiry
+    assert DaemonConfig(**FLEET_ETCD, fence_after_seconds=20).fence_after == 20
     with pytest.raises(ValueError, match="fenceAfterSeconds"):
-        DaemonConfig(fence_after_seconds=340)  # nodeLeaseTtl + nodeLostTimeout: too late
+        DaemonConfig(**FLEET_ETCD, fence_after_seconds=340)  # nodeLeaseTtl + nodeLostTimeout
+
+
+def test_a_node_on_the_embedded_etcd_never_fences() -> None:
+    """No other node can take its cells: fencing would only stop them while etcd is away."""
+    assert DaemonConfig(**FLEET_ETCD).fences
+    assert not DaemonConfig().fences
+    with pytest.raises(ValueError, match=r"fenceAfterSeconds .* needs etcdEndpoints"):
+        DaemonConfig(fence_after_seconds=20)
 
 
 # --- kukectl drain ----------------------------------------------------------------------------
