@@ -36,6 +36,7 @@ class RegistryApi(Protocol):
         background: bool = False,
         grace_seconds: int | None = None,
         precondition: Callable[[AnyResource], None] | None = None,
+        hold: str | None = None,
     ) -> AnyResource | None: ...
 
     async def add_finalizer(

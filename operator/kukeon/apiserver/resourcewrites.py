@@ -323,8 +323,7 @@ class ResourceWrites(HandlerBase):
     async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
         self._authorize(request, "delete", target)
         options = await delete_options(request, self._settings.max_body_bytes)
-        if options.policy == ORPHAN:
-            await self._orphan_dependents(target, dry_run=options.dry_run)
+        hold = _orphan_finalizer(target) if options.policy == ORPHAN else None
         cascade = options.policy is True
         if options.grace is not None:
             if target.kind != Kind.CELL:
@@ -353,6 +352,7 @@ class ResourceWrites(HandlerBase):
                     background=cascade,
                     grace_seconds=options.grace,
                     precondition=precondition,
+                    hold=hold,
                 ),
             )
         if cascade and remaining is not None:
@@ -370,19 +370,6 @@ class ResourceWrites(HandlerBase):
                 success=True,
             )
         )
-
-    async def _orphan_dependents(self, target: Target, *, dry_run: bool) -> None:
-        """Only a CellSet's dependents (its cells) may outlive it: the set controller
-        releases them, then drops the finalizer (controllers.cellsetowners)."""
-        if target.kind != Kind.CELL_SET:
-            why = "only a CellSet's cells can outlive it"
-            raise ApiError(
-                400, f"propagationPolicy Orphan: {why}", causes=[Cause("propagationPolicy", why)]
-            )
-        if not dry_run:
-            await self._store(
-                target, self._registry.add_finalizer(target.kind, target.key, ORPHAN_FINALIZER)
-            )
 
     async def _check_childless(self, target: Target) -> None:
         kinds = list(HIERARCHY)
@@ -432,6 +419,19 @@ def _patch_preconditions(patch: dict[str, Any], target: Target) -> _PatchPrecond
             )
     # An empty version is no precondition, as a replace's (and kube-apiserver's) is.
     return _PatchPreconditions(given.get("resourceVersion") or None, given.get("uid"))
+
+
+def _orphan_finalizer(target: Target) -> str:
+    """What an Orphan delete holds the object by: only a CellSet's dependents (its cells) may
+    outlive it, the set controller releasing them before it drops the finalizer
+    (controllers.cellsetowners). The delete adds it in the same write that marks the
+    object, so a delete refused after this check (a precondition) adds nothing."""
+    if target.kind != Kind.CELL_SET:
+        why = "only a CellSet's cells can outlive it"
+        raise ApiError(
+            400, f"propagationPolicy Orphan: {why}", causes=[Cause("propagationPolicy", why)]
+        )
+    return ORPHAN_FINALIZER
 
 
 def _precondition(target: Target, given: Preconditions | None) -> Precondition | None:

@@ -177,11 +177,17 @@ class RegistryDeletion(RegistryReads):
         background: bool = False,
         grace_seconds: int | None = None,
         precondition: Precondition | None = None,
+        hold: str | None = None,
     ) -> AnyResource | None:
         """Mark the object deleted; it goes when its finalizers are empty (then None).
 
         ``precondition`` (a DELETE's uid and resourceVersion) is checked on the very
         version each compare-and-swap is made against, so it holds for what is deleted.
+
+        ``hold`` (without ``cascade``: a CellSet's orphaning finalizer) is added by the same
+        write that marks the object, so a delete refused (its precondition) adds nothing,
+        and the precondition is checked on the version the caller read, not on one the
+        finalizer made; an object already being deleted without it cannot take it.
 
         ``grace_seconds`` (a cell's, without ``cascade``) is recorded as the deletion's
         ``deletionGracePeriodSeconds``, or lowers the one recorded by an earlier delete.
@@ -207,16 +213,17 @@ class RegistryDeletion(RegistryReads):
                 self._codec.decoded(kind, raw_key, stored.value, stored.mod_revision), str
             ):
                 break
-            if precondition is not None:
-                raise Conflict(
-                    f"{label}: its stored document is unreadable, so no precondition holds"
-                )
+            if precondition is not None or hold is not None:
+                why = "no precondition holds" if hold is None else f"it cannot hold {hold}"
+                raise Conflict(f"{label}: its stored document is unreadable, so {why}")
             if await self._remove_invalid(kind, key, stored, cascade=cascade):
                 return None
             stored = await self._read_one(raw_key, f"delete {label}")
 
         if not cascade:
-            return await self._delete_childless(kind, key, grace_seconds, precondition)
+            return await self._delete_childless(kind, key, grace_seconds, precondition, hold)
+        if hold is not None:
+            raise ValueError("a finalizer is held by a delete without cascade only")
 
         def mark(current: AnyResource, stored: Stored) -> tuple[Any, list[Any]]:
             if precondition is not None:
@@ -331,6 +338,7 @@ class RegistryDeletion(RegistryReads):
         key: tuple[str, ...],
         grace_seconds: int | None = None,
         precondition: Precondition | None = None,
+        hold: str | None = None,
     ) -> AnyResource | None:
         label = label_of(kind, key)
         no_children = self._no_children_compares(kind, key)
@@ -356,7 +364,7 @@ class RegistryDeletion(RegistryReads):
             def decide(current: AnyResource, stored: Stored) -> tuple[Any, list[Any]]:
                 if precondition is not None:
                     precondition(current)
-                remaining = [f for f in current.metadata.finalizers if f != CHILDREN_FINALIZER]
+                remaining = self._left_held(label, current, hold)
                 held[:] = remaining
                 if not remaining:
                     return None, no_children
@@ -381,6 +389,16 @@ class RegistryDeletion(RegistryReads):
                 return result
             # Lost the compare: a child appeared or the object changed; decide again.
         raise Unavailable(f"delete {label}: the object kept changing, gave up")
+
+    def _left_held(self, label: str, current: AnyResource, hold: str | None) -> list[str]:
+        """What a childless object's delete leaves it held by: its finalizers but the
+        children's (none remain), and ``hold``, which an object being deleted cannot take."""
+        finalizers = list(current.metadata.finalizers)
+        if hold is not None and hold not in finalizers:
+            if current.metadata.deletion_timestamp is not None:
+                raise self._no_new_finalizers(label, [hold])
+            finalizers.append(hold)
+        return [name for name in finalizers if name != CHILDREN_FINALIZER]
 
     async def _cas_once(
         self, kind: Kind, key: Sequence[str], op: str, decide: Decide

@@ -138,3 +138,49 @@ async def an_undo_passes_admission(
     assert fields_of(body) == ["spec.template.spec.containers[0].privileged"]
     async with admin.put(f"{SETS}/web", json=undone, params={"dryRun": "All"}) as response:
         assert response.status == 200, await response.text()
+
+
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [
+        ({"preconditions": {"resourceVersion": "1"}}, 409),
+        ({"preconditions": {"uid": "not-the-sets"}}, 409),
+        ({"gracePeriodSeconds": 5}, 400),
+    ],
+)
+async def test_a_refused_orphaning_delete_leaves_the_set_as_it_was(
+    sessions: tuple[Api, aiohttp.ClientSession, aiohttp.ClientSession],
+    options: dict[str, Any],
+    code: int,
+) -> None:
+    """An Orphan delete refused (a failed precondition, a grace on a set) writes nothing: the
+    orphaning finalizer was added before the refusal, leaving the set held by a finalizer
+    no delete had asked for and at a new resourceVersion (found by test_stateful_api)."""
+    _, admin, _ = sessions
+    status, created = await post(admin, SETS, set_doc())
+    assert status == 201, created
+    body = {"propagationPolicy": "Orphan", **options}
+    async with admin.delete(f"{SETS}/web", json=body) as response:
+        assert response.status == code, await response.text()
+    async with admin.get(f"{SETS}/web") as response:
+        after = await response.json()
+    assert after["metadata"].get("finalizers") in (None, [])
+    assert after["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+
+
+async def test_an_orphaning_delete_with_the_sets_version_holds_it(
+    sessions: tuple[Api, aiohttp.ClientSession, aiohttp.ClientSession],
+) -> None:
+    """The precondition is checked on the version the client read: the orphaning finalizer,
+    once added by a write of its own first, made every such delete a 409."""
+    _, admin, _ = sessions
+    status, created = await post(admin, SETS, set_doc())
+    assert status == 201, created
+    metadata = created["metadata"]
+    preconditions = {"uid": metadata["uid"], "resourceVersion": metadata["resourceVersion"]}
+    body = {"propagationPolicy": "Orphan", "preconditions": preconditions}
+    async with admin.delete(f"{SETS}/web", json=body) as response:
+        assert response.status == 202, await response.text()
+        held = await response.json()
+    assert held["metadata"]["finalizers"] == ["kukeon.io/orphan"]
+    assert held["metadata"]["deletionTimestamp"]

@@ -82,6 +82,7 @@ class FakeRegistry:
         background: bool = False,
         grace_seconds: int | None = None,
         precondition: Callable[[AnyResource], None] | None = None,
+        hold: str | None = None,
     ) -> AnyResource | None:
         await self._step("delete", kind, key, cascade)
         return None

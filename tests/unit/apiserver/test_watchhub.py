@@ -79,6 +79,7 @@ class FeedRegistry:
         background: bool = False,
         grace_seconds: int | None = None,
         precondition: Callable[[AnyResource], None] | None = None,
+        hold: str | None = None,
     ) -> AnyResource | None:
         raise NotImplementedError
 
