@@ -253,7 +253,7 @@ def restart(
     type=SIGNAL,
     default="TERM",
     show_default=True,
-    help="Signal name (TERM, SIGKILL, hup...) or number.",
+    help="Signal name (TERM, SIGKILL, hup, RTMIN+3...) or number.",
 )
 @click.option("--container", "-c", type=CONTAINER, help="Only this container.")
 @scope_options

@@ -13,6 +13,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from kukeon.api.names import SCOPE_PLACEHOLDER, SCOPED_KINDS, Kind
+from kukeon.api.signals import parse_signal
 from kukeon.client.paths import KINDS, kind_for_alias
 
 from .runner import EXIT_USAGE, ManifestProblems, error_line, fail
@@ -229,19 +230,10 @@ class SignalType(click.ParamType[str]):
     name = "signal"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        import signal
-
         text = str(value).strip()
-        upper = text.upper()
-        if upper.isascii() and upper.isdigit():
-            known = int(upper) in {number.value for number in signal.Signals}
-        else:
-            known = (
-                upper if upper.startswith("SIG") else f"SIG{upper}"
-            ) in signal.Signals.__members__
-        if not known:
+        if parse_signal(text) is None:  # docker's names: RTMIN+3 (systemd's) too
             self.fail(
-                f"{value!r} is no signal: give a name (TERM, SIGKILL, hup...) or a number",
+                f"{value!r} is no signal: give a name (TERM, SIGKILL, hup, RTMIN+3...) or a number",
                 param,
                 ctx,
             )

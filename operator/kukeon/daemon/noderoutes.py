@@ -39,6 +39,7 @@ from pathlib import Path
 from aiohttp import WSMsgType, web
 
 from kukeon.api import Cell, Kind, Realm
+from kukeon.api.signals import parse_signal, signal_name
 from kukeon.apiserver.handlers import route_patterns
 from kukeon.apiserver.request import refuse_body
 from kukeon.apiserver.status import ApiError
@@ -105,19 +106,14 @@ def _at_most(digits: str, limit: int) -> int:
     return limit if len(significant) > len(str(limit)) else min(int(significant or "0"), limit)
 
 
-def _parse_signal(text: str) -> signal.Signals:
-    name = text.strip().upper()
-    if _decimal(name):
-        try:
-            return signal.Signals(int(name))
-        except ValueError:
-            raise ApiError(400, f"signal: {text!r} is not a signal number") from None
-    if not name.startswith("SIG"):
-        name = f"SIG{name}"
-    try:
-        return signal.Signals[name]
-    except KeyError:
-        raise ApiError(400, f"signal: unknown signal {text!r}") from None
+def _parse_signal(text: str) -> int:
+    # docker's names (kill -s SIGRTMIN+3 stops a systemd container) and numbers 1 to 64.
+    found = parse_signal(text)
+    if found is not None:
+        return found
+    if _decimal(text.strip()):
+        raise ApiError(400, f"signal: {text[:40]!r} is not a signal number")
+    raise ApiError(400, f"signal: unknown signal {text[:40]!r}")
 
 
 LOG_STREAMS: dict[str, str | None] = {"All": None, "Stdout": "stdout", "Stderr": "stderr"}
@@ -578,7 +574,7 @@ class NodeRoutes:
             except ContainerdError as error:
                 raise ApiError(503, f"signalling {container.id}: {error}") from error
             signalled.append(container.id)
-        return web.json_response({"signal": signum.name, "containers": signalled})
+        return web.json_response({"signal": signal_name(signum), "containers": signalled})
 
     # --- exec -----------------------------------------------------------------------------
 

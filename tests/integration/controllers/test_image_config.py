@@ -177,3 +177,21 @@ async def test_a_real_time_stop_signal_as_systemd_images_name_it(
     for cell, expected in (("rtmin", "got 37"), ("rtmax", "got 63")):
         await k.wait_for(Kind.CELL, cell_key(k, cell), state="Stopped", within=30)
         await logged(k, cell, expected)
+
+
+async def test_kill_sends_a_real_time_signal_by_dockers_name(kukeond: Kukeond) -> None:
+    """`kukectl kill -s SIGRTMIN+3` (docker kill's name) reaches the container as 37; the
+    route answers with docker's name of what it sent."""
+    from tests.integration.daemon.test_node_routes import API, session
+
+    k = kukeond
+    await k.hierarchy()
+    script = "trap 'echo got 37; exit 0' 37; echo up; while :; do sleep 0.1; done"
+    await k.apply(cell_doc(k, "killed", [container(k, "a", script=script)]))
+    await k.wait_for(Kind.CELL, cell_key(k, "killed"), state="Ready")
+    await logged(k, "killed", "up")
+    url = f"{API}/realms/{k.realm}/spaces/s1/stacks/st1/cells/killed/kill"
+    async with session(k) as http, http.post(url, params={"signal": "SIGRTMIN+3"}) as response:
+        assert response.status == 200, await response.text()
+        assert await response.json() == {"signal": "SIGRTMIN+3", "containers": ["a"]}
+    await logged(k, "killed", "got 37")

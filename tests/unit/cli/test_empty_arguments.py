@@ -66,14 +66,14 @@ def test_an_empty_image_reference_is_a_usage_error(args: list[str]) -> None:
     assert "an empty image reference" in result.output
 
 
-@pytest.mark.parametrize("signal", ["", "0", "-9", "65", "\u00b2", "NOPE", "SIG"])
+@pytest.mark.parametrize("signal", ["", "0", "-9", "65", "\u00b2", "NOPE", "SIG", "RTMIN+31"])
 def test_a_kill_signal_that_names_no_signal_is_a_usage_error(signal: str) -> None:
     result = CliRunner().invoke(cli, [*NOWHERE, "kill", "-s", signal, "web"])
     assert result.exit_code == EXIT_USAGE, result.output
     assert "is no signal" in result.output
 
 
-@pytest.mark.parametrize("signal", ["TERM", "sigkill", "hup", "9", "SIGUSR1"])
+@pytest.mark.parametrize("signal", ["TERM", "sigkill", "hup", "9", "SIGUSR1", "SIGRTMIN+3", "37"])
 def test_a_kill_signal_is_read_as_kukeond_reads_it(signal: str) -> None:
     result = CliRunner().invoke(cli, [*NOWHERE, "kill", "-s", signal, "web"])
     assert result.exit_code != EXIT_USAGE, result.output  # sent: the socket is missing

@@ -6,6 +6,7 @@ parser here accepted '²' and then raised ValueError (a 500) when it converted i
 
 from __future__ import annotations
 
+import signal
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -105,7 +106,21 @@ def test_a_signal_number_no_ascii_decimal_is_400() -> None:
     with pytest.raises(ApiError) as refused:
         _parse_signal(SUPERSCRIPT_TWO)
     assert refused.value.code == 400
-    assert _parse_signal("9").name == "SIGKILL"
+    assert _parse_signal("9") == signal.SIGKILL
+
+
+@pytest.mark.parametrize(
+    ("text", "number"), [("SIGRTMIN+3", 37), ("rtmax-1", 63), ("37", 37), ("hup", 1)]
+)
+def test_a_signal_is_read_by_dockers_names(text: str, number: int) -> None:
+    assert _parse_signal(text) == number
+
+
+@pytest.mark.parametrize("text", ["0", "65", "999", "SIGRTMIN+40", "NOPE", ""])
+def test_what_names_no_signal_is_400(text: str) -> None:
+    with pytest.raises(ApiError) as refused:
+        _parse_signal(text)
+    assert refused.value.code == 400
 
 
 @pytest.mark.parametrize("spec", [f"{SUPERSCRIPT_TWO}:80", f"8080:{SUPERSCRIPT_TWO}"])
