@@ -16,6 +16,7 @@ from kukeon.runtime.bindpins import BindSourceRefusedError
 from kukeon.runtime.cgroups import CgroupError
 from kukeon.runtime.containerd.errors import ContainerdUnavailableError, RootfsUnreachableError
 from kukeon.runtime.containerd.layersize import LayerRefusedError
+from kukeon.runtime.containerd.remap import RemapError
 from kukeon.runtime.containerd.spec import RuntimeSpecError
 from kukeon.runtime.idranges import IdRangeClashError, IdRangeError
 from kukeon.runtime.network import NetworkError
@@ -51,6 +52,9 @@ _FAILURE_TABLE: tuple[tuple[type[Exception], CellState, str, type[HandlerError]]
     (IdRangeClashError, CellState.FAILED, "UserNamespaceRangeClash", TemporaryError),
     (IdRangeError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),
     (RootfsUnreachableError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),
+    # The image's files could not be shifted to the realm's ids (its snapshot not mounted,
+    # a file refused): said with its path; a host condition may clear, an image re-imported.
+    (RemapError, CellState.FAILED, "UserNamespaceUnavailable", TemporaryError),
     # containerd does not answer: whatever was last reported may no longer be true.
     (ContainerdUnavailableError, CellState.UNKNOWN, "HostUnobservable", TemporaryError),
 )

@@ -94,18 +94,44 @@ def _shift_one(path: str, idrange: IdRange) -> None:
 
 
 def shift_tree(root: Path, idrange: IdRange) -> int:
-    """Shift the owner of ``root`` and everything under it (one filesystem); the count."""
+    """Shift the owner of ``root`` and everything under it (one filesystem); the count.
+
+    Walked with a stack of its own, as deep as the image nests: Python 3.11's ``os.walk``
+    recurses once a level, so an image nesting ~1,000 directories raised RecursionError and
+    its cell's every pass failed with it; and ``os.walk`` passes over a directory it cannot
+    list, which would have left its files unshifted without a word. A file that cannot be
+    shifted is a RemapError naming it (a path longer than the host's ``PATH_MAX``).
+    """
     count = 0
     device = os.lstat(root).st_dev
     _shift_one(str(root), idrange)
-    for directory, dirs, files in os.walk(root, followlinks=False):
-        for name in [*dirs, *files]:
-            path = os.path.join(directory, name)
-            _shift_one(path, idrange)
-            count += 1
-        # Never into another filesystem mounted below (none in a snapshot; a guard).
-        dirs[:] = [d for d in dirs if os.lstat(os.path.join(directory, d)).st_dev == device]
+    directories = [str(root)]
+    path = str(root)
+    try:
+        while directories:
+            with os.scandir(path := directories.pop()) as entries:
+                listed = list(entries)
+            for entry in listed:
+                _shift_one(path := entry.path, idrange)
+                count += 1
+                # Never into another filesystem mounted below (none in a snapshot; a guard).
+                if entry.is_dir(follow_symlinks=False) and os.lstat(path).st_dev == device:
+                    directories.append(path)
+    except OSError as error:
+        raise RemapError(_unshiftable(root, path, error)) from error
     return count
+
+
+def _unshiftable(root: Path, path: str, error: OSError) -> str:
+    """Why the image could not be shifted at ``path`` (a long one shown by its ends)."""
+    relative = os.path.relpath(path, root)
+    inside = "/" if relative == "." else f"/{relative}"
+    shown = inside if len(inside) <= 120 else f"{inside[:60]}...{inside[-40:]}"
+    depth = inside.count("/")
+    return (
+        f"the image's file {shown} ({depth} directories deep) could not be shifted to the "
+        f"user namespace's ids: {error.strerror or error}"
+    )
 
 
 def _mount_argv(mount: Mount, target: Path) -> list[str]:
