@@ -5,8 +5,9 @@
 the current template to create, which cells to delete, and the status to report.
 
 - A cell that ended `Failed` is deleted (and so replaced, in the same plan).
-- Scaling (no old cells): a surplus goes not-Ready cells first, then one at a time the
-  newest cell of the spread domain holding the most of them (`removal_order`).
+- Scaling (no old cells): a surplus goes not-Ready cells first, then one at a time a
+  cell of the spread domain holding the most of them, the most recently Ready (then the
+  most restarted, then the newest) first (`removal_order`).
 - `RollingUpdate`: new cells are created while the total stays within `replicas +
   maxSurge`; old cells go while at least `replicas - maxUnavailable` cells stay available
   (Ready, and for a new cell Ready for `minReadySeconds`), unavailable old cells first.
@@ -69,6 +70,8 @@ class Member:
     domain: str | None = None
     """The spread domain it runs in (its node, or its node's value of the set's topology
     label); None when unplaced or unknown: such cells count as one domain."""
+    restarts: int = 0
+    """The most restarts of any of its containers (Kubernetes' `maxContainerRestarts`)."""
 
 
 @dataclass(frozen=True)
@@ -101,25 +104,34 @@ def is_available(member: Member, min_ready_seconds: int, now: datetime) -> bool:
     return now - since >= timedelta(seconds=min_ready_seconds)
 
 
-def removal_order(members: Sequence[Member]) -> list[Member]:
-    """The order in which a surplus goes: not-Ready cells first (the newest first), then,
-    one at a time, the newest cell of the domain that holds the most of them then.
+def removal_order(members: Sequence[Member], now: datetime) -> list[Member]:
+    """The order in which a surplus goes, as a ReplicaSet ranks the pods it deletes where a
+    set has the same facts (`ActivePodsWithRanks`):
 
-    Counting the domains is what keeps a scale-down spread whatever order the cells were
-    placed in (as a ReplicaSet's scale-down prefers pods sharing a node with more of its
-    pods): 3 cells on each of 3 nodes scaled to 3 keeps the oldest cell of each node, not
-    the 3 oldest, which need not be on 3 nodes. With one domain it is newest first."""
-    newest_first = sorted(members, key=lambda m: (-m.created.timestamp(), m.name))
+    - not-Ready cells first: those of the domain holding the most of the set's cells, then
+      the most restarted, then the newest;
+    - then the Ready ones, one at a time from the domain that holds the most of them then;
+      within a domain (and between domains holding as many) the most recently Ready first,
+      by powers of two of how long ago (Kubernetes' logarithmic scale-down: Ready 40 and
+      50 minutes ago are alike, 1 and 50 are not), then the most restarted, then the
+      newest. Where Kubernetes picks at random among pods of one such age (by uid), this
+      goes on to restarts and creation, so the order is the same on every pass.
+
+    Counting the domains one removal at a time (where a ReplicaSet counts them once) is
+    what keeps a scale-down spread whatever order the cells were placed in: 3 cells on
+    each of 3 nodes scaled to 3 keeps one cell of each node, not the 3 oldest, which need
+    not be on 3 nodes. With one domain it is most recently Ready first."""
     held = Counter(m.domain for m in members)
-    order = [m for m in newest_first if not m.ready]
+    unready = [m for m in members if not m.ready]
+    order = sorted(unready, key=lambda m: (-held[m.domain], *_goes_first(m, now)))
     held.subtract(m.domain for m in order)
     queues: dict[str | None, deque[Member]] = {}
-    for member in newest_first:
-        if member.ready:
-            queues.setdefault(member.domain, deque()).append(member)
-    # The heap's entries: the domain's count then (negated), its newest cell left.
+    for member in sorted((m for m in members if m.ready), key=lambda m: _goes_first(m, now)):
+        queues.setdefault(member.domain, deque()).append(member)
+    # The heap's entries: the domain's count then (negated), its first cell's rank, index.
     heads = [
-        (-held[domain], _newest(queue[0]), i) for i, (domain, queue) in enumerate(queues.items())
+        (-held[domain], _goes_first(queue[0], now), i)
+        for i, (domain, queue) in enumerate(queues.items())
     ]
     domains = list(queues)
     heapq.heapify(heads)
@@ -129,13 +141,26 @@ def removal_order(members: Sequence[Member]) -> list[Member]:
         order.append(queue.popleft())
         held[domains[i]] -= 1
         if queue:
-            heapq.heappush(heads, (-held[domains[i]], _newest(queue[0]), i))
+            heapq.heappush(heads, (-held[domains[i]], _goes_first(queue[0], now), i))
     return order
 
 
-def _newest(member: Member) -> tuple[float, str]:
-    """A heap key putting the newest (then the first named) cell first."""
-    return (-member.created.timestamp(), member.name)
+def _goes_first(member: Member, now: datetime) -> tuple[int, int, float, str]:
+    """A sort key putting first, among cells of one readiness, the most recently Ready (by
+    `ready_age_rank`), then the most restarted, then the newest, then the first named."""
+    age_rank = ready_age_rank(member.ready_since, now) if member.ready else 0
+    return (age_rank, -member.restarts, -member.created.timestamp(), member.name)
+
+
+def ready_age_rank(ready_since: datetime | None, now: datetime) -> int:
+    """How long a cell has been Ready, as Kubernetes' `logarithmicRankDiff` ranks it: the
+    power of two of the nanoseconds since (-1 for none or a time ahead of ``now``); an
+    unknown time ranks below every other (Kubernetes' zero time: the first to go)."""
+    if ready_since is None:
+        return -2
+    age = now - ready_since
+    nanoseconds = (age.days * 86_400 + age.seconds) * 10**9 + age.microseconds * 1000
+    return nanoseconds.bit_length() - 1 if nanoseconds > 0 else -1
 
 
 def plan_set(
@@ -156,7 +181,7 @@ def plan_set(
     delete = [m.name for m in failed]
     old_leaving = any(m.deleting and m.template_hash != current_hash for m in members)
     if not old:
-        create, surplus = _scale(shape.replicas, new)
+        create, surplus = _scale(shape.replicas, new, now)
         if shape.strategy == StrategyType.RECREATE and old_leaving:
             create = 0  # the old copies are not gone yet
         return SetPlan(create, (*delete, *surplus), counts, rolling=False, old_leaving=old_leaving)
@@ -166,10 +191,10 @@ def plan_set(
         return SetPlan(0, gone_old, counts, rolling=True, old_leaving=old_leaving)
     room = shape.replicas + shape.max_surge - len(alive) - leaving
     create = max(0, min(room, shape.replicas - len(new)))
-    surplus_new = [m.name for m in removal_order(new)[: max(0, len(new) - shape.replicas)]]
+    surplus_new = [m.name for m in removal_order(new, now)[: max(0, len(new) - shape.replicas)]]
     removable = len(available) - (shape.replicas - shape.max_unavailable)
     gone: list[str] = []
-    for member in removal_order(old):
+    for member in removal_order(old, now):
         if not is_available(member, shape.min_ready_seconds, now):
             gone.append(member.name)  # losing it costs no availability
         elif removable > 0:
@@ -180,10 +205,10 @@ def plan_set(
     )
 
 
-def _scale(replicas: int, new: Sequence[Member]) -> tuple[int, list[str]]:
+def _scale(replicas: int, new: Sequence[Member], now: datetime) -> tuple[int, list[str]]:
     if len(new) < replicas:
         return replicas - len(new), []
-    return 0, [m.name for m in removal_order(new)[: len(new) - replicas]]
+    return 0, [m.name for m in removal_order(new, now)[: len(new) - replicas]]
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,7 @@ def member_of(cell: Cell, domain: str | None = None) -> Member:
         failed=status.state in _ENDED and status.ready_at is not None,
         deleting=cell.metadata.deletion_timestamp is not None,
         domain=domain,
+        restarts=max((c.restart_count for c in status.containers), default=0),
     )
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from kukeon.api.cellset import StrategyType
-from kukeon.controllers.cellsetplan import Member, SetShape, plan_set
+from kukeon.controllers.cellsetplan import (
+    Member,
+    SetShape,
+    plan_set,
+    ready_age_rank,
+    removal_order,
+)
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -31,6 +37,7 @@ def member(
     failed: bool = False,
     deleting: bool = False,
     domain: str | None = None,
+    restarts: int = 0,
 ) -> Member:
     return Member(
         name=name,
@@ -41,6 +48,7 @@ def member(
         failed=failed,
         deleting=deleting,
         domain=domain,
+        restarts=restarts,
     )
 
 
@@ -91,6 +99,50 @@ def test_scale_down_takes_not_ready_cells_first_whatever_their_domain() -> None:
     cells.append(member("b0", age=60, domain="b"))
     plan = plan_set(shape(3), "new", cells, NOW)
     assert plan.delete == ("b-sick", "a0")
+
+
+def names(members: list[Member]) -> list[str]:
+    return [m.name for m in members]
+
+
+def test_the_most_recently_ready_cell_goes_first() -> None:
+    # "old" was created first but got Ready again a minute ago (a restart): as a
+    # ReplicaSet, its short time Ready is what counts, not its age.
+    cells = [member("old", age=7200, ready_for=60), member("young", age=3600, ready_for=3500)]
+    assert names(removal_order(cells, NOW)) == ["old", "young"]
+
+
+def test_the_most_restarted_cell_goes_first_among_cells_ready_alike() -> None:
+    # Ready 40 and 50 minutes ago: the same power of two of nanoseconds, alike for
+    # Kubernetes' logarithmic ranking; the restarts decide, then the creation.
+    cells = [
+        member("steady", age=3100, ready_for=3000),
+        member("young", age=2500, ready_for=2400),
+        member("flappy", age=3200, ready_for=3000, restarts=4),
+    ]
+    assert names(removal_order(cells, NOW)) == ["flappy", "young", "steady"]
+    assert plan_set(shape(2), "new", cells, NOW).delete == ("flappy",)
+
+
+def test_not_ready_cells_go_by_domain_then_restarts_then_age() -> None:
+    cells = [
+        member("a-ready", domain="a"),
+        member("a-sick", age=500, ready=False, domain="a"),
+        member("b-new", age=5, ready=False, domain="b"),
+        member("b-looping", age=400, ready=False, domain="b", restarts=9),
+        member("b-old", age=600, ready=False, domain="b"),
+    ]
+    order = names(removal_order(cells, NOW))
+    assert order == ["b-looping", "b-new", "b-old", "a-sick", "a-ready"]
+
+
+def test_ready_age_ranks_are_powers_of_two_of_nanoseconds() -> None:
+    assert ready_age_rank(None, NOW) == -2  # unknown: the first to go
+    assert ready_age_rank(NOW, NOW) == ready_age_rank(NOW + timedelta(seconds=1), NOW) == -1
+    assert ready_age_rank(NOW - timedelta(microseconds=1), NOW) == 9  # 1000 ns
+    forty, fifty = (ready_age_rank(NOW - timedelta(minutes=m), NOW) for m in (40, 50))
+    assert forty == fifty == 41
+    assert ready_age_rank(NOW - timedelta(minutes=1), NOW) < forty
 
 
 def test_a_failed_cell_is_replaced() -> None:
