@@ -15,7 +15,7 @@ same admission as any write of the set by the same user (whatever the status say
 from __future__ import annotations
 
 import asyncio
-import sys
+import math
 from datetime import UTC, datetime
 
 import click
@@ -150,42 +150,75 @@ def rollout() -> None:
 
 @rollout.command("status")
 @click.argument("name", nargs=-1, required=True, metavar="cellset/NAME")
-@click.option("--timeout", type=DURATION, default="5m", show_default=True, help="Give up after.")
+@click.option(
+    "--timeout",
+    type=DURATION,
+    default="5m",
+    show_default=True,
+    help="Give up after (0: wait for ever, as kubectl's --timeout=0).",
+)
+@click.option(
+    "-w",
+    "--watch/--no-watch",
+    default=True,
+    help="Wait for the rollout to finish (--watch=false: say where it is once, exit 0).",
+)
 @scope_options
 @click.pass_context
 def rollout_status(
-    ctx: click.Context, name: tuple[str, ...], timeout: float, realm: str, space: str, stack: str
+    ctx: click.Context,
+    name: tuple[str, ...],
+    timeout: float,
+    watch: bool,
+    realm: str,
+    space: str,
+    stack: str,
 ) -> None:
     """Wait until every replica of a CellSet is up to date and Ready.
 
-    Exits 1 if the rollout stopped at its progress deadline (Progressing=False).
+    A line on stderr each time the counts change, terminal or not (kubectl's "Waiting for
+    ..." lines); the last one on stdout. Exits 1 if the rollout stopped at its progress
+    deadline (Progressing=False) or on the timeout.
 
     \b
     Examples:
       kukectl rollout status cellset/web --timeout 2m
+      kukectl rollout status cellset/web --watch=false
     """
     key = (realm, space, stack, set_named(name))
+    run(ctx, lambda client: follow_rollout(client, key, give_up_after=timeout, watch=watch))
 
-    async def work(client: ApiClient) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        last = ""
-        while True:
-            found = await client.get(Kind.CELL_SET, key)
-            done, at = rollout_done(found)
-            if done:
-                click.echo(f'cellset "{key[-1]}" successfully rolled out ({at})')
-                return
-            if (stalled := rollout_stalled(found)) is not None:
-                fail(f'cellset "{key[-1]}" exceeded its progress deadline: {stalled}')
-            if at != last and sys.stderr.isatty():
-                stderr.print(f'waiting for cellset "{key[-1]}": {at}')
-            last = at
-            if loop.time() >= deadline:
-                fail(f"timed out after {timeout:g}s waiting for cellset/{key[-1]}: {at}")
-            await asyncio.sleep(POLL_EVERY)
 
-    run(ctx, work)
+async def follow_rollout(
+    client: ApiClient, key: tuple[str, ...], *, give_up_after: float, watch: bool = True
+) -> None:
+    """`rollout status`: read the set every `POLL_EVERY` until its rollout is done, a line
+    per change of its counts; ``give_up_after`` 0 waits for ever, ``watch`` False reads it
+    once.
+
+    The lines are plain (no spinner, no colour), so a CI log shows the same as a terminal:
+    they were printed on a terminal only, and a pipe showed nothing while it waited."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + give_up_after if give_up_after > 0 else math.inf
+    last = ""
+    while True:
+        found = await client.get(Kind.CELL_SET, key)
+        done, at = rollout_done(found)
+        if done:
+            click.echo(f'cellset "{key[-1]}" successfully rolled out ({at})')
+            return
+        if (stalled := rollout_stalled(found)) is not None:
+            fail(f'cellset "{key[-1]}" exceeded its progress deadline: {stalled}')
+        waiting = f'waiting for cellset "{key[-1]}": {at}'
+        if not watch:
+            click.echo(waiting)  # kubectl's --watch=false: where it is, on stdout, exit 0
+            return
+        if at != last:
+            stderr.print(waiting)
+        last = at
+        if loop.time() >= deadline:
+            fail(f"timed out after {give_up_after:g}s waiting for cellset/{key[-1]}: {at}")
+        await asyncio.sleep(POLL_EVERY)
 
 
 @rollout.command("restart")

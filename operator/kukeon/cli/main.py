@@ -227,9 +227,19 @@ _FALSE = frozenset({"0", "f", "F", "FALSE", "false", "False"})
 """What kubectl's boolean flags take after `=` (Go's strconv.ParseBool)."""
 
 
-def _bool_option(ctx: click.Context | None, name: str) -> click.Option | None:
-    """The boolean flag ``name`` of the command ``ctx`` parses, if it has one."""
-    for param in ctx.command.params if ctx is not None else ():
+def _bool_option(ctx: click.Context | None, name: str, args: list[str]) -> click.Option | None:
+    """The boolean flag ``name`` of the command ``ctx`` parses, if it has one: for a group,
+    of its subcommand named in ``args``, as click raises a subcommand's option error with
+    its group's context (`rollout status --watch=false` was refused as 'does not take a
+    value')."""
+    if ctx is None:
+        return None
+    command = ctx.command
+    for word in args:
+        if not isinstance(command, click.Group):
+            break
+        command = command.get_command(ctx, word) or command
+    for param in command.params:
         named = name in param.opts or name in param.secondary_opts
         if named and isinstance(param, click.Option) and param.is_bool_flag:
             return param
@@ -241,7 +251,7 @@ def _bool_flag_spelled(args: list[str], exc: click.BadOptionUsage) -> list[str] 
     `--overwrite=true`: 'does not take a value' here) spelled as click reads it: the flag
     (`--overwrite`), its negative (`--no-wait`), or nothing for a flag off by default
     given false. None when the error is another."""
-    option = _bool_option(exc.ctx, exc.option_name)
+    option = _bool_option(exc.ctx, exc.option_name, args)
     if option is None:
         return None
     for at, word in enumerate(args):

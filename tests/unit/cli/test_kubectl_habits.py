@@ -146,6 +146,11 @@ def _respelled(args: list[str]) -> list[str] | None:
             ["label", "cell", "x", "a=b", "--overwrite=t"],
             ["label", "cell", "x", "a=b", "--overwrite"],
         ),
+        # A group's subcommand: click raises its error with the group's context.
+        (
+            ["rollout", "status", "cellset/web", "--watch=false"],
+            ["rollout", "status", "cellset/web", "--no-watch"],
+        ),
     ],
 )
 def test_a_flag_given_kubectls_true_or_false_is_read_as_kubectl_reads_it(
