@@ -12,12 +12,12 @@ of the run) decides the same from either form. Pure: no I/O.
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass
 from datetime import datetime
 
 from kukeon.api import ContainerState, ContainerStatus, ContainerTerminated
 from kukeon.api.containerstatus import CRASH_LOOP_BACK_OFF
+from kukeon.api.signals import RTMAX, signal_name
 
 from .cellstate import due_text
 
@@ -57,12 +57,13 @@ class Exit:
 
 
 def exit_signal_name(code: int) -> str | None:
-    """`SIGKILL` for 137: a task killed by a signal exits with 128 + the signal's number."""
-    if 128 < code < 128 + 65:
-        try:
-            return signal.Signals(code - 128).name
-        except ValueError:
-            return None
+    """`SIGKILL` for 137: a task killed by a signal exits with 128 + the signal's number;
+    a real-time one is named as docker names it (`SIGRTMIN+3` for 165: systemd's stop
+    signal); None for a code that is no signal's or a signal without a name (32, 33)."""
+    number = code - 128
+    if 1 <= number <= RTMAX:
+        name = signal_name(number)
+        return None if name.isdigit() else name
     return None
 
 

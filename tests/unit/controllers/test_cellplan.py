@@ -250,8 +250,11 @@ def test_signal_names() -> None:
     assert exit_signal_name(137) == "SIGKILL"
     assert exit_signal_name(143) == "SIGTERM"
     assert exit_signal_name(1) is None
-    assert exit_signal_name(128 + 32) is None  # no such signal
+    assert exit_signal_name(128 + 32) is None  # the C library's own, no name
     assert exit_signal_name(128 + 65) is None
+    assert exit_signal_name(128 + 37) == "SIGRTMIN+3"  # systemd's stop signal
+    assert exit_signal_name(128 + 63) == "SIGRTMAX-1"
+    assert exit_signal_name(128 + 64) == "SIGRTMAX"
 
 
 # --- creating, recreating, starting --------------------------------------------------------
