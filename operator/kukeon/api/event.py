@@ -77,6 +77,9 @@ class EventReason(StrEnum):
     DELETED = "Deleted"
     UNHEALTHY = "Unhealthy"
     """A probe failed (Kubernetes' reason); a liveness or startup failure also ``Killing``."""
+    PROBE_WARNING = "ProbeWarning"
+    """An httpGet probe passed on a redirect it did not follow (to another host), as the
+    kubelet's: once each time the redirect changes, not at every check."""
     EVICTED = "Evicted"
     """A container wrote past its ephemeral-storage limit and is stopped (the kubelet's)."""
     LOG_COPIER_REPLACED = "LogCopierReplaced"

@@ -11,7 +11,8 @@ is a failure with its reason, as in Kubernetes.
   the process is SIGKILLed and always deleted, so no process is left behind.
 - ``httpGet`` connects from the host to the cell's address (``httpcheck``), a new connection
   per request; a redirect to the cell's own address is followed (up to 10), one to
-  another host is not, as kubelet; a status in [200, 400) at the end is success.
+  another host is not, as kubelet; a status in [200, 400) at the end is success, a 3xx
+  with a warning (kubelet's ``ProbeWarning`` Event).
 - ``tcpSocket`` opens and closes a connection.
 """
 
@@ -41,6 +42,9 @@ from .httpcheck import REDIRECTS_MAX, HttpReplyError, HttpTarget, http_get, redi
 class CheckResult:
     success: bool
     message: str = ""
+    warning: str | None = None
+    """A success to report (kubelet's probe.Warning): an httpGet answered by a redirect it
+    did not follow. Said without the body, which may change at every check."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +178,12 @@ class Prober:
             return CheckResult(False, truncate(f"GET {url}: {why}"))
         except HttpReplyError as error:
             return CheckResult(False, truncate(f"GET {url}: {error}"))
-        if 200 <= reply.status < 400:
+        if 300 <= reply.status < 400:
+            # kubelet's probe.Warning: a success, reported ("Probe terminated redirects").
+            to = f"to {reply.location}" if reply.location else "without a Location"
+            said = f"probe terminated redirects: GET {url}: HTTP {reply.status} {to}"
+            return CheckResult(True, warning=truncate(f"{said}, not followed"))
+        if 200 <= reply.status < 300:
             return CheckResult(True)
         text = reply.body.decode(errors="replace")
         return CheckResult(False, truncate(f"GET {url}: HTTP {reply.status}: {text}"))

@@ -79,6 +79,8 @@ class _Probe:
     spec: Probe
     result: ProbeResult = ProbeResult.UNKNOWN
     message: str | None = None
+    warning: str | None = None
+    """The warning of its last success (an unfollowed redirect), Evented when it changes."""
     successes: int = 0
     failures: int = 0
     transition: datetime | None = None
@@ -348,6 +350,7 @@ class ProbeManager:
 
     def _record(self, entry: _Container, probe: _Probe, result: CheckResult) -> None:
         spec = probe.spec
+        self._warn(entry, probe, result.warning)
         if result.success:
             probe.successes += 1
             probe.failures = 0
@@ -364,6 +367,19 @@ class ProbeManager:
                 entry,
                 f"{probe.kind.capitalize()} probe of container {entry.container} failed "
                 f"{probe.failures} time(s) in a row: {result.message}",
+            )
+
+    def _warn(self, entry: _Container, probe: _Probe, warning: str | None) -> None:
+        """A ``ProbeWarning`` Event when a success's warning changes: kubelet writes one per
+        check, every period; here a steady redirect is one Event (a repeat after a change
+        back bumps its count, the recorder's)."""
+        if warning == probe.warning:
+            return
+        probe.warning = warning
+        if warning is not None and self.recorder is not None:
+            message = f"{probe.kind.capitalize()} probe of container {entry.container}: {warning}"
+            self.recorder.event(
+                entry.cell, EventReason.PROBE_WARNING, message, type=EventType.WARNING
             )
 
     def _flip(self, probe: _Probe, result: ProbeResult, message: str | None) -> None:

@@ -243,6 +243,40 @@ async def test_an_http_probe_follows_a_redirect_to_the_cell_itself(kukeond: Kuke
     assert isinstance(ready, Cell)
 
 
+# httpd with a CGI at /cgi-bin/r answering 302 to another host (TEST-NET-1: never asked).
+REDIRECTING_AWAY = REDIRECTING.replace("Location: /next.html", "Location: http://192.0.2.1/x")
+
+
+async def test_a_redirect_to_another_host_is_one_probe_warning_event(kukeond: Kukeond) -> None:
+    """As kubelet, a check answered by a redirect to another host passes with a Warning
+    Event `ProbeWarning`; kukeond writes it once while the redirect stays the same (kubelet
+    writes it at every period: x1197 over 24m)."""
+    k = kukeond
+    await k.hierarchy()
+    probe = {"httpGet": {"port": 8080, "path": "/cgi-bin/r"}, "periodSeconds": 1}
+    script = REDIRECTING_AWAY
+    await k.apply(cell_doc(k, "away", [container(k, "a", script=script, readinessProbe=probe)]))
+    await k.wait_for(Kind.CELL, cell_key(k, "away"), state="Ready", within=30)
+    assert k.daemon.events is not None
+    store = k.daemon.events
+
+    async def warnings() -> list[Any]:
+        listed = (await store.list(k.realm)).items
+        return [
+            e for e in listed if e.involved_object.name == "away" and e.reason == "ProbeWarning"
+        ]
+
+    for _ in range(50):  # the recorder writes beside the handlers
+        if await warnings():
+            break
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(3)  # three more periods, each redirected the same way
+    [warning] = await warnings()
+    assert (warning.type, warning.count) == ("Warning", 1)
+    assert warning.message.startswith("Readiness probe of container a: probe terminated redirects")
+    assert "HTTP 302 to http://192.0.2.1/x, not followed" in warning.message
+
+
 async def test_deleting_a_cell_stops_its_probes(kukeond: Kukeond) -> None:
     k = kukeond
     await k.hierarchy()

@@ -91,7 +91,7 @@ def redirects_to(location: str, seen: list[bytes]) -> Handler:
         seen.append(request.split(b"\r\n", 1)[0])
         if request.startswith(b"GET /end "):
             writer.write(b"HTTP/1.1 500 Oops\r\nContent-Length: 6\r\n\r\nbroken")
-        elif request.startswith(b"GET /fine "):
+        elif request.startswith((b"GET /fine ", b"GET /fine?")):
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         else:
             reply = f"HTTP/1.1 302 Found\r\nlocation:  {location}\r\nContent-Length: 0\r\n\r\n"
@@ -126,6 +126,7 @@ async def test_a_redirect_to_another_port_of_the_same_host_is_followed() -> None
         async for port in serve(redirects_to(f"http://127.0.0.1:{other}/fine?x=1", seen)):
             result = await check_http(port)
     assert result.success
+    assert result.warning is None  # followed to its end: a plain success
     assert seen == [b"GET /start HTTP/1.1", b"GET /fine?x=1 HTTP/1.1"]
 
 
@@ -137,6 +138,19 @@ async def test_a_redirect_to_another_host_is_not_followed_and_passes() -> None:
         result = await check_http(port)
     assert result.success
     assert seen == [b"GET /start HTTP/1.1"]
+    # kubelet's probe.Warning ("Probe terminated redirects"): a success to report.
+    assert result.warning == (
+        f"probe terminated redirects: GET http://127.0.0.1:{port}/start: "
+        "HTTP 302 to http://192.0.2.1:9/end, not followed"
+    )
+
+
+async def test_a_redirect_without_a_location_passes_with_a_warning() -> None:
+    async for port in serve(redirects_to("", [])):
+        result = await check_http(port)
+    assert result.success
+    assert result.warning is not None
+    assert result.warning.endswith("/start: HTTP 302 without a Location, not followed")
 
 
 async def test_a_redirect_loop_fails_after_ten() -> None:

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -146,13 +146,21 @@ async def http_server(statuses: list[int]) -> AsyncIterator[int]:
         status = statuses.pop(0) if len(statuses) > 1 else statuses[0]
         return web.Response(status=status, text=f"answered {status}")
 
+    async with serving(handle) as port:
+        yield port
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    handle: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> AsyncIterator[int]:
+    """A loopback HTTP server answering GET /healthz with ``handle``; its port."""
     app = web.Application()
     app.router.add_get("/healthz", handle)
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
         yield port
     finally:
@@ -348,3 +356,40 @@ async def test_success_threshold_and_initial_delay(harness: Harness) -> None:
         assert not view.ready  # one success of the two asked for
         await harness.until(lambda: cast(Any, harness.manager.view(KEY, "app")).ready)
         assert harness.sample("readiness", "success") == 2
+
+
+@dataclass
+class FakeRecorder:
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def event(self, obj: Any, reason: str, message: str, *, type: Any = None) -> None:
+        self.events.append((str(reason), message, str(type)))
+
+
+async def test_a_redirect_to_another_host_is_one_probe_warning_per_change(
+    harness: Harness,
+) -> None:
+    """kubelet records a Warning `ProbeWarning` ("Probe terminated redirects") for a check
+    that passes on a redirect it does not follow; here once per change, not every period."""
+    recorder = FakeRecorder()
+    harness.manager.recorder = cast(Any, recorder)
+    answers = [302, 302, 302, 200, 200, 302]
+
+    async def handle(request: web.Request) -> web.Response:
+        status = answers.pop(0) if len(answers) > 1 else answers[0]
+        moved = {"Location": "http://192.0.2.1/elsewhere"} if status == 302 else {}
+        return web.Response(status=status, headers=moved)
+
+    async with serving(handle) as port:
+        probe = {"httpGet": {"port": port, "path": "/healthz"}, "periodSeconds": 1}
+        harness.sync(container(readinessProbe=probe))
+        await harness.until(lambda: (harness.sample("readiness", "success") or 0) >= 3)
+        assert cast(Any, harness.manager.view(KEY, "app")).ready  # a success, as kubelet's
+        warning = (
+            "Readiness probe of container app: probe terminated redirects: "
+            f"GET http://127.0.0.1:{port}/healthz: HTTP 302 to http://192.0.2.1/elsewhere, "
+            "not followed"
+        )
+        assert recorder.events == [("ProbeWarning", warning, "Warning")]
+        await harness.until(lambda: (harness.sample("readiness", "success") or 0) >= 6, 10)
+        assert recorder.events == [("ProbeWarning", warning, "Warning")] * 2
