@@ -18,6 +18,7 @@ from kukeon.fileio import host_disk_refusal
 from kukeon.store import (
     AlreadyExists,
     Conflict,
+    EtcdAway,
     Gone,
     Invalid,
     NotFound,
@@ -190,7 +191,18 @@ def from_store_error(
             code, reason = exc_code, exc_reason
             break
     causes = [Cause(str(field), str(message)) for field, message in _causes_of(error)]
-    return ApiError(code, str(error) or reason, reason=reason, kind=kind, name=name, causes=causes)
+    # Only a refusal of an etcd known away asks to be retried: nothing was sent. A 503
+    # after the retry budget carries no Retry-After (kukectl retries those that do).
+    retry_after = error.retry_after_seconds if isinstance(error, EtcdAway) else None
+    return ApiError(
+        code,
+        str(error) or reason,
+        reason=reason,
+        kind=kind,
+        name=name,
+        causes=causes,
+        retry_after_seconds=retry_after,
+    )
 
 
 def _causes_of(error: StoreError) -> list[tuple[Any, Any]]:

@@ -30,9 +30,15 @@ from kukeon.framework import Operator, Supervisor
 from kukeon.framework.cache import revision_of
 from kukeon.framework.protocols import AnyResource
 from kukeon.framework.waits import wait_event
-from kukeon.store import Registry, StoreError, WatchEvent
+from kukeon.store import EtcdAway, Registry, StoreError, WatchEvent
 
 log = logging.getLogger(__name__)
+
+
+def _level(error: StoreError) -> int:
+    """Warning, or debug for etcd known away (the store said it once)."""
+    return logging.DEBUG if isinstance(error, EtcdAway) else logging.WARNING
+
 
 Pass = Callable[[bool], Awaitable[None]]
 """One pass; its argument says whether something woke it (else the interval did)."""
@@ -96,7 +102,9 @@ class LeaderLoop:
                 try:
                     await run_pass(woken)
                 except StoreError as error:
-                    log.warning("%s failed (%s); trying again", self.what, error)
+                    # etcd known away fails a pass at once, each interval: said once (by
+                    # the store), not at every pass.
+                    log.log(_level(error), "%s failed (%s); trying again", self.what, error)
                     failed = True  # the next pass does the whole work again
                 woken = await wait_event(self._wake, self.interval) or failed
         finally:
@@ -111,5 +119,6 @@ class LeaderLoop:
                     if watch.wakes(event):
                         self._wake.set()
             except StoreError as error:  # anything else is a bug: the supervisor reports it
-                log.info("%s interrupted (%r); restarting", watch.name, error)
+                level = min(_level(error), logging.INFO)
+                log.log(level, "%s interrupted (%r); restarting", watch.name, error)
                 await asyncio.sleep(self.interval)

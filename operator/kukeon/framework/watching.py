@@ -23,7 +23,7 @@ import logging
 
 from kukeon.api import Kind, key_of
 from kukeon.retrying import Backoff
-from kukeon.store import Gone, HistoryRewound, StoreError, Unavailable
+from kukeon.store import EtcdAway, Gone, HistoryRewound, StoreError, Unavailable
 
 from .metrics import FrameworkMetrics
 from .protocols import Store
@@ -113,8 +113,14 @@ class KindWatcher:
                 continue
             except Unavailable as error:
                 reason = "unavailable"
-                log.warning(
-                    "watch %s: %s; retrying in %.1fs", self.kind.value, error, backoff.current
+                # etcd known away is said once by the store, not again by each kind's watch.
+                level = logging.DEBUG if isinstance(error, EtcdAway) else logging.WARNING
+                log.log(
+                    level,
+                    "watch %s: %s; retrying in %.1fs",
+                    self.kind.value,
+                    error,
+                    backoff.current,
                 )
             except StoreError as error:
                 reason = "error"

@@ -39,7 +39,7 @@ from typing import Any, Protocol, Self
 from kukeon.api import Kind, Resource, key_of
 from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.retrying import Backoff
-from kukeon.store import Gone, ResourceList, StoreError, WatchEvent
+from kukeon.store import EtcdAway, Gone, ResourceList, StoreError, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,10 @@ class DocumentInformer:
                 revision = None
                 continue
             except StoreError as error:
-                log.warning(
+                # etcd known away is said once by the store, not again by each kind's watch.
+                level = logging.DEBUG if isinstance(error, EtcdAway) else logging.WARNING
+                log.log(
+                    level,
                     "metrics cache: list/watch of %s failed: %s; retrying in %.1fs",
                     kind.value,
                     error,

@@ -19,7 +19,9 @@ until room is freed and the alarm cleared, so retrying only made the caller wait
 budget, past the API's request deadline). A write that failed mid-flight (connection
 reset, deadline) may or may not have been applied: it is retried only when the caller
 says the attempt is safe to repeat (it re-reads and re-decides, or it can recognise its
-own earlier write); otherwise the caller gets ``OutcomeUnknown``.
+own earlier write); otherwise the caller gets ``OutcomeUnknown``. Once a request has spent
+its whole budget etcd is known away (``health.StoreHealth``): later requests are refused at
+once (``EtcdAway``, before anything is sent) until a probe or a request gets an answer.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from .endpoints import (
     unix_socket_path,
 )
 from .errors import SpaceExceeded, StoreError, Unavailable
+from .health import StoreHealth
 
 __all__ = ["ResolveFailed"]  # raised by EtcdClient.connect; etcdwatch takes it from here
 
@@ -157,6 +160,8 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         self._mended_at = -_RECHECK_SECONDS
         self._retired: set[grpc.aio.Channel] = set()
         self._closing: set[asyncio.Future[None]] = set()
+        self.health = StoreHealth(self._probe)
+        """Whether etcd is known away: every ``Retrier`` on this client refuses at once then."""
 
     def _channel_options(self) -> list[tuple[str, Any]]:
         options: dict[str, Any] = {
@@ -289,7 +294,27 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
 
+    async def _probe(self) -> bool:
+        """One linearizable count-only range of a single key (a leader and quorum needed,
+        as for any request): True when etcd answered, whatever it said."""
+        request = rpc.RangeRequest(key=self.config.key_prefix.encode(), count_only=True)
+        try:
+            await self.connect()
+            await self.kvstub.Range(
+                request, metadata=self.metadata, timeout=self.config.request_timeout
+            )
+        except grpc.aio.AioRpcError as error:
+            if not is_transient(error):
+                return True
+        except (aetcd.ClientError, TimeoutError, ResolveFailed):
+            pass
+        else:
+            return True
+        await self.mend()  # as a request's retries: a name left out that resolves now
+        return False
+
     async def close(self) -> None:
+        await self.health.close()
         retired, self._retired = set(self._retired), set()
         await asyncio.gather(*(channel.close(None) for channel in retired), *self._closing)
         await super().close()
@@ -414,6 +439,7 @@ class Retrier:
         ``repeatable``: the attempt may run again after an in-flight failure (reads, and
         writes that re-read or recognise their own earlier write).
         """
+        await self._client.health.check(what)  # etcd known away: refused, nothing sent
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._retry_timeout
         delay = 0.05
@@ -421,7 +447,9 @@ class Retrier:
         while True:
             try:
                 await self._client.connect()
-                return await attempt()
+                result = await attempt()
+                self._client.health.answered()
+                return result
             except grpc.aio.AioRpcError as error:
                 if is_expired_token(error) and not reauthenticated:
                     reauthenticated = True
@@ -475,7 +503,9 @@ class Retrier:
         """The give-up, naming each of several endpoints and what it does now (gRPC's
         error names the last address it tried only)."""
         endpoints = await self._client.endpoints_now()
-        return Unavailable(f"{message}; etcd endpoints now: {endpoints}" if endpoints else message)
+        said = f"{message}; etcd endpoints now: {endpoints}" if endpoints else message
+        self._client.health.failed(said)  # until etcd answers, later requests fail at once
+        return Unavailable(said)
 
     async def _reauthenticate(self, what: str) -> None:
         try:

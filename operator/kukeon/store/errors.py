@@ -123,6 +123,17 @@ class Unavailable(StoreError):  # noqa: N818 (the API's names)
     """etcd did not answer in time, or a write failed in a way that leaves its outcome unknown."""
 
 
+class EtcdAway(Unavailable):
+    """etcd is known unreachable: an earlier request spent its whole retry budget and
+    nothing has answered since. Refused before anything was sent (so a write surely was
+    not applied and may be sent again), instead of every request waiting out the budget.
+    ``retry_after_seconds``: when to ask again (the API's ``Retry-After``)."""
+
+    def __init__(self, message: str, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
 class SpaceExceeded(Unavailable):
     """etcd refused a write because its backend is full (the ``NOSPACE`` alarm is raised).
 

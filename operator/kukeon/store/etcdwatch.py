@@ -4,8 +4,16 @@ The registry's watches (``watch``) and the Events' (``events``) are both this: o
 watch stream of a key range at a time, decoded response by response by the caller's
 ``decode``; when the stream breaks (member killed, leader lost, stream cancelled, closed
 by etcd) it is opened again from the revision after the last item delivered, so nothing
-is lost or repeated, after a short backoff. Compaction of that revision is ``Gone`` (the
-caller lists again); etcd unreachable for the retry budget is ``Unavailable``.
+is lost or repeated, after a backoff (from 50 ms, doubled up to ``RESUME_MAX_SECONDS``,
+with jitter: a watch per kind retried 13 times a second per node while etcd was away;
+ended early when the client finds an etcd known away back, ``StoreHealth.wait_back``).
+Compaction of that revision is ``Gone`` (the caller lists again); etcd unreachable for the
+retry budget is ``Unavailable``.
+
+The log says the first failure of a run ("resumes from revision N"), then a summary at
+growing intervals ("still cannot resume after N attempts over T s"), and "resumed after
+T s" once the stream is open again; each attempt between is at debug level. While etcd
+is known away (the client's ``StoreHealth`` said so once) the failures are debug only.
 
 A stream opened from a revision etcd has not reached is a history that went back: etcd was
 restored from an older snapshot (or replaced by another at the same address). etcd
@@ -28,7 +36,8 @@ from aetcd import rpc
 from kukeon.retrying import Backoff
 
 from .connection import EtcdClient, EtcdConfig, ResolveFailed, is_transient
-from .errors import Gone, HistoryRewound, StoreError, Unavailable
+from .errors import EtcdAway, Gone, HistoryRewound, StoreError, Unavailable
+from .health import RETRY_AFTER_SECONDS
 from .keys import range_end
 
 log = logging.getLogger(__name__)
@@ -44,8 +53,58 @@ class _WatchStreamEndedError(Exception):
 
 
 HEALTHY_STREAM_SECONDS = 1.0
-"""A stream that stayed open this long before it broke was working (the longest backoff
-wait is 1 s): its failure starts a new retry budget."""
+"""A stream that stayed open this long before it broke was working: its failure starts a
+new retry budget."""
+RESUME_FIRST_SECONDS = 0.05
+RESUME_MAX_SECONDS = 5.0
+RESUME_JITTER = 0.5
+SUMMARY_FIRST_SECONDS = 5.0
+"""When a watch that cannot resume first says so again (then after twice as long each time)."""
+
+
+class ResumeReport:
+    """What one watch says of a run of failures: the first, summaries at growing intervals,
+    and when it resumed; every other attempt at debug level only. ``quiet()`` True (etcd
+    known away, said once by the client's health) turns the failures to debug too."""
+
+    def __init__(self, what: str, *, clock: Callable[[], float], quiet: Callable[[], bool]):
+        self._what = what
+        self._clock = clock
+        self._quiet = quiet
+        self._since: float | None = None
+        self._attempts = 0
+        self._next_summary = 0.0
+        self._said = False
+
+    def failed(self, next_revision: int, reason: str) -> None:
+        now = self._clock()
+        self._attempts += 1
+        level = logging.DEBUG if self._quiet() else logging.INFO
+        if self._since is None:
+            self._since, self._next_summary = now, now + SUMMARY_FIRST_SECONDS
+            message = f"watch {self._what} resumes from revision {next_revision} ({reason})"
+        elif now >= self._next_summary:
+            self._next_summary = now + 2 * (now - self._since)
+            message = (
+                f"watch {self._what} still cannot resume after {self._attempts} attempts "
+                f"over {now - self._since:.0f}s (last error: {reason})"
+            )
+        else:
+            log.debug("watch %s: attempt %d failed (%s)", self._what, self._attempts, reason)
+            return
+        self._said = self._said or level == logging.INFO
+        log.log(level, message)
+
+    def resumed(self) -> None:
+        """The stream is open again: said once, when a failure was said."""
+        if self._since is not None and self._said:
+            log.info(
+                "watch %s resumed after %.1fs (%d failed attempts)",
+                self._what,
+                self._clock() - self._since,
+                self._attempts,
+            )
+        self._since, self._attempts, self._said = None, 0, False
 
 
 def _never() -> bool:
@@ -73,7 +132,8 @@ async def resumable_watch(
     end = range_end(prefix)
     next_revision = after + 1
     loop = asyncio.get_running_loop()
-    backoff = Backoff(0.05, 1.0)
+    backoff = Backoff(RESUME_FIRST_SECONDS, RESUME_MAX_SECONDS, jitter=RESUME_JITTER)
+    report = ResumeReport(what, clock=loop.time, quiet=lambda: client.health.away)
     failing_since: float | None = None  # when the current run of failures began
     while True:
         stream = _watch_stream(client, prefix, end, next_revision, what, decode, prev_kv)
@@ -81,6 +141,9 @@ async def resumable_watch(
         delivered = False
         try:
             async for batch in stream:
+                if not batch:  # etcd created the watch: it is working again
+                    report.resumed()
+                    continue
                 delivered = True
                 for item in batch:
                     yield item
@@ -106,11 +169,12 @@ async def resumable_watch(
         if failing_since is None:
             failing_since = now
         if now + backoff.current - failing_since > config.retry_timeout:
-            raise Unavailable(
-                f"watch {what}: etcd unreachable for {config.retry_timeout:g}s ({reason})"
-            )
-        log.info("watch %s resumes from revision %d (%s)", what, next_revision, reason)
-        await backoff.sleep()
+            gave_up = f"watch {what}: etcd unreachable for {config.retry_timeout:g}s ({reason})"
+            if client.health.away:  # said once already: the caller need not say it again
+                raise EtcdAway(gave_up, retry_after_seconds=RETRY_AFTER_SECONDS)
+            raise Unavailable(gave_up)
+        report.failed(next_revision, reason)
+        await client.health.wait_back(backoff.next())
 
 
 async def _watch_stream(
@@ -122,7 +186,8 @@ async def _watch_stream(
     decode: Decode[T],
     prev_kv: bool,
 ) -> AsyncGenerator[list[T], None]:
-    """One gRPC watch stream; yields the decoded items of each response that has any."""
+    """One gRPC watch stream; yields an empty batch when etcd has created the watch, then
+    the decoded items of each response that has any."""
     await client.connect()
     create = rpc.WatchRequest(
         create_request=rpc.WatchCreateRequest(
@@ -151,6 +216,8 @@ async def _watch_stream(
                 )
             if response.canceled:
                 raise _WatchStreamEndedError(f"cancelled by etcd: {response.cancel_reason}")
+            if response.created:
+                yield []
             batch = decode(response)
             if batch:
                 yield batch

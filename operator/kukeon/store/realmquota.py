@@ -37,7 +37,7 @@ from kukeon.api.realm import QUOTA_BYTES_MAX, QUOTA_OBJECTS_MAX
 from kukeon.retrying import Backoff
 
 from .connection import EtcdClient, EtcdConfig, Retrier
-from .errors import Gone, HistoryRewound, QuotaExceeded, Unavailable
+from .errors import EtcdAway, Gone, HistoryRewound, QuotaExceeded, Unavailable
 from .etcdwatch import resumable_watch
 from .keys import KINDS, KeyLayout, range_end
 from .quotaserial import ABSENT, Behind, Guard, QuotaSlot, SerialState, owned_guard, serial_root
@@ -334,7 +334,9 @@ class RealmQuotas:
                 log.info("realm usage: %s; listing again", gone)
             except Unavailable as error:
                 delay = backoff.next()
-                log.warning("realm usage: %s; listing again in %.1fs", error, delay)
+                # etcd known away was said once by the client's health, not again here.
+                level = logging.DEBUG if isinstance(error, EtcdAway) else logging.WARNING
+                log.log(level, "realm usage: %s; listing again in %.1fs", error, delay)
                 await asyncio.sleep(delay)
 
     async def _list(self) -> None:

@@ -35,6 +35,7 @@ from kukeon.store.endpoints import (
     grpc_target,
     tls_name,
 )
+from kukeon.store.health import StoreHealth
 from tests.fixtures.services import free_tcp_port
 
 
@@ -125,7 +126,18 @@ def test_which_failures_are_known_not_applied() -> None:
     assert not surely_not_applied(_rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline"))
 
 
-class _Client:
+class RetrierClient:
+    """What a ``Retrier`` uses of a client; ``etcd_back`` is what its health's probe finds."""
+
+    def __init__(self) -> None:
+        self.etcd_back = False
+        self.probes = 0
+        self.health = StoreHealth(self._probe)
+
+    async def _probe(self) -> bool:
+        self.probes += 1
+        return self.etcd_back
+
     async def connect(self) -> None:
         return None
 
@@ -140,7 +152,7 @@ class _Client:
 
 
 def _retrier(budget: float = 5.0) -> Retrier:
-    return Retrier(client=_Client(), retry_timeout=budget)  # type: ignore[arg-type]
+    return Retrier(client=RetrierClient(), retry_timeout=budget)  # type: ignore[arg-type]
 
 
 def _flaky(*errors: Exception) -> Any:

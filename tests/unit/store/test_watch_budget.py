@@ -12,6 +12,7 @@ import pytest
 
 from kukeon.store import Unavailable, etcdwatch
 from kukeon.store.connection import EtcdClient, EtcdConfig, ResolveFailed
+from kukeon.store.health import StoreHealth
 
 Stream = Callable[..., AsyncGenerator[list[int], None]]
 
@@ -41,11 +42,25 @@ def _streams(plan: list[tuple[float, list[int] | None]]) -> Stream:
     return stream
 
 
-async def _first(monkeypatch: pytest.MonkeyPatch, stream: Stream) -> int:
+class _Client:
+    """What the watch uses of a client between streams (theirs are faked here)."""
+
+    def __init__(self) -> None:
+        self.health = StoreHealth(self._probe)
+
+    async def _probe(self) -> bool:
+        return True
+
+
+async def first_item(
+    monkeypatch: pytest.MonkeyPatch, stream: Stream, *, client: Any = None, budget: float = 0.5
+) -> int:
+    """The first item of a resumable watch over ``stream`` (``client``: a fake of what
+    the watch uses between streams)."""
     monkeypatch.setattr(etcdwatch, "_watch_stream", stream)
     watch = etcdwatch.resumable_watch(
-        cast(EtcdClient, None),
-        EtcdConfig(retry_timeout=0.5),
+        cast(EtcdClient, client if client is not None else _Client()),
+        EtcdConfig(retry_timeout=budget),
         b"/k/",
         after=0,
         what="test",
@@ -65,14 +80,14 @@ async def test_an_idle_watch_survives_a_failure_after_the_budget(
     # Idle (no event) for longer than the whole budget, then the member dies; etcd answers
     # again at the third attempt, within the budget counted from that failure.
     plan: list[tuple[float, list[int] | None]] = [(1.2, None), (0.0, None), (0.0, [7])]
-    assert await _first(monkeypatch, _streams(plan)) == 7
+    assert await first_item(monkeypatch, _streams(plan)) == 7
 
 
 async def test_etcd_down_for_the_whole_budget_is_unavailable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     with pytest.raises(Unavailable, match=r"unreachable for 0\.5s"):
-        await _first(monkeypatch, _streams([(0.0, None)] * 100))
+        await first_item(monkeypatch, _streams([(0.0, None)] * 100))
 
 
 async def test_a_dns_failure_while_opening_is_resumed_after(
@@ -89,4 +104,4 @@ async def test_a_dns_failure_while_opening_is_resumed_after(
         yield [9]
         await asyncio.sleep(3600)
 
-    assert await _first(monkeypatch, stream) == 9
+    assert await first_item(monkeypatch, stream) == 9
