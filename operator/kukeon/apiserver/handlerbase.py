@@ -43,6 +43,15 @@ from kukeon.apiserver.writewarnings import command_line_warnings
 from kukeon.store import NotFound, StoreError
 
 
+def stored_nothing(error: ApiError | StoreError) -> bool:
+    """Whether a failed write surely stored nothing: a refusal (4xx), or a 503 of an etcd
+    known away (``EtcdAway``, refused before anything was sent: the one 503 that carries
+    ``Retry-After``). Another 5xx may have landed (``OutcomeUnknown``), so it stays charged."""
+    if isinstance(error, StoreError):
+        error = from_store_error(error)
+    return error.code < 500 or (error.code == 503 and error.retry_after_seconds is not None)
+
+
 class HandlerBase:
     """The registry, settings and shared state of the resource handlers."""
 
@@ -125,9 +134,9 @@ class HandlerBase:
         self, request: web.Request, target: Target, size: Callable[[], int] | None = None
     ) -> AsyncIterator[None]:
         """Charge the write about to be made to its realm's budget (``writebudget``): a 429
-        when the realm has written all it may for now; given back when the write is refused
-        (a 4xx: nothing stored). ``size``: the document's bytes (none: a delete), measured only
-        when charged. Admins and requests outside any realm are not charged."""
+        when the realm has written all it may for now; given back when the write surely
+        stored nothing (``stored_nothing``). ``size``: the document's bytes (none: a delete),
+        measured only when charged. Admins and requests outside any realm are not charged."""
         realm = target.realm
         if realm is None or principal_of(request).role in (Role.ADMIN, Role.NODE):
             yield
@@ -148,8 +157,7 @@ class HandlerBase:
         try:
             yield
         except (ApiError, StoreError) as error:
-            code = error.code if isinstance(error, ApiError) else from_store_error(error).code
-            if code < 500:  # refused before etcd stored anything
+            if stored_nothing(error):
                 self._budget.refund(realm, cost, rate)
             raise
 

@@ -11,8 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from kukeon.api import CellSet, Realm, parse_resource
+from kukeon.apiserver.handlerbase import stored_nothing
 from kukeon.apiserver.settings import MIN_WRITE_BURST_BYTES, ApiSettings
-from kukeon.apiserver.status import ApiError
+from kukeon.apiserver.status import ApiError, from_store_error
 from kukeon.apiserver.writebudget import (
     MAX_RETRY_AFTER_SECONDS,
     RATE_REFRESH_SECONDS,
@@ -24,6 +25,7 @@ from kukeon.apiserver.writebudget import (
 from kukeon.daemon.app import Daemon
 from kukeon.daemon.config import DaemonConfig
 from kukeon.daemon.endpoints import api_settings
+from kukeon.store import EtcdAway, NotFound, OutcomeUnknown, Unavailable
 from tests.unit.api.test_spread import set_doc
 
 
@@ -238,3 +240,15 @@ def test_scaling_a_set_up_and_down_in_a_loop_is_refused_by_the_budget() -> None:
     with pytest.raises(ApiError) as refused:
         budget.charge("r", up)
     assert refused.value.code == 429
+
+
+def test_a_write_refused_while_etcd_is_away_is_given_back() -> None:
+    # EtcdAway is refused before anything is sent; a 503 after the retry budget, or a write
+    # whose outcome is unknown, may have landed and stays charged.
+    assert stored_nothing(EtcdAway("etcd is away", retry_after_seconds=1))
+    assert stored_nothing(from_store_error(EtcdAway("etcd is away", retry_after_seconds=1)))
+    assert stored_nothing(ApiError(422, "invalid"))
+    assert stored_nothing(NotFound("gone"))
+    assert not stored_nothing(Unavailable("etcd is unavailable after 20s of retries"))
+    assert not stored_nothing(OutcomeUnknown("the write may have been applied"))
+    assert not stored_nothing(ApiError(500, "internal"))
