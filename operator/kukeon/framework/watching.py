@@ -8,7 +8,8 @@ older than what was seen, etcd went back to an older snapshot's revision: ``Hist
 or a relist after a restart, the list replaces every held version whatever its revision);
 ``Unavailable`` (etcd
 was away longer than the budget) waits with backoff and resumes the watch from the last
-revision seen, so no change is lost either way. Every restart is counted in
+revision seen (sooner when the etcd client's health sees etcd back), so no change is lost
+either way. Every restart is counted in
 ``kukeon_watch_restarts_total{kind,reason}``.
 
 A document the registry cannot decode never reaches this loop (the registry skips it and
@@ -24,6 +25,7 @@ import logging
 from kukeon.api import Kind, key_of
 from kukeon.retrying import Backoff
 from kukeon.store import EtcdAway, Gone, HistoryRewound, StoreError, Unavailable
+from kukeon.store.health import StoreHealth, health_of, pause
 
 from .metrics import FrameworkMetrics
 from .protocols import Store
@@ -44,9 +46,13 @@ class KindWatcher:
         queues: ObjectQueues,
         settings: Settings,
         metrics: FrameworkMetrics,
+        health: StoreHealth | None = None,
     ) -> None:
+        """``health``: the etcd client's (``store``'s own when omitted): a watch backed off
+        during an outage (up to ``watch_retry_max``) resumes as soon as etcd answers."""
         self.kind = kind
         self._store = store
+        self._health = health if health is not None else health_of(store)
         self._queues = queues
         self._settings = settings
         self._metrics = metrics
@@ -135,4 +141,4 @@ class KindWatcher:
                 self.revision = None
                 raise
             self._restarted(reason)
-            await backoff.sleep()
+            await pause(self._health, backoff.next())

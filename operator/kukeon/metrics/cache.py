@@ -40,6 +40,7 @@ from kukeon.api import Kind, Resource, key_of
 from kukeon.framework.aiotasks import SupervisedTask, Supervisor
 from kukeon.retrying import Backoff
 from kukeon.store import EtcdAway, Gone, ResourceList, StoreError, WatchEvent
+from kukeon.store.health import StoreHealth, health_of, pause
 
 log = logging.getLogger(__name__)
 
@@ -161,8 +162,12 @@ class DocumentInformer:
         retry_initial: float = 0.2,
         retry_max: float = 10.0,
         supervisor: Supervisor | None = None,
+        health: StoreHealth | None = None,
     ) -> None:
+        """``health``: the etcd client's (``store``'s own when omitted), so a kind backed off
+        during an outage lists and watches again as soon as etcd answers."""
         self._store = store
+        self._health = health if health is not None else health_of(store)
         self._supervisor = supervisor if supervisor is not None else Supervisor()
         self.cache = cache
         self._kinds = tuple(kinds)
@@ -237,4 +242,4 @@ class DocumentInformer:
                     error,
                     backoff.current,
                 )
-            await backoff.sleep()
+            await pause(self._health, backoff.next())

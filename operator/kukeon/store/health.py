@@ -173,3 +173,20 @@ class StoreHealth:
         tasks = [task for task in (self._prober, self._probing) if task is not None]
         self._prober = self._probing = None
         await cancel_and_wait(*tasks)
+
+
+def health_of(store: object) -> StoreHealth | None:
+    """The health of a registry's etcd client (``Registry.client.health``); None for a
+    store without one (a unit test's in-memory fake)."""
+    health = getattr(getattr(store, "client", None), "health", None)
+    return health if isinstance(health, StoreHealth) else None
+
+
+async def pause(health: StoreHealth | None, seconds: float) -> None:
+    """A retry loop's wait between attempts: ``seconds``, ended at once when etcd, known
+    away, answers again (a loop backed off to its cap resumes with etcd, not up to a cap
+    later)."""
+    if health is None:
+        await asyncio.sleep(seconds)
+    else:
+        await health.wait_back(seconds)
