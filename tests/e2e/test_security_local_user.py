@@ -60,6 +60,7 @@ from kukeon.daemon.config import DaemonConfig
 from kukeon.daemon.metricstoken import read_metrics_token
 from kukeon.runtime.containerd import ContainerdClient
 from kukeon.runtime.containerd.crilog import KEEPER_NAME
+from kukeon.runtime.hostfiles import TERMINAL_LOG_MARK
 from kukeon.store.pki import EtcdPki
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 from tests.fixtures.hostleaks import own_daemon, own_directory, random_pool
@@ -557,7 +558,8 @@ def _assert_modes(root: Path, *, exceptions: bool) -> list[Path]:
             if mode & 0o002 or (mode & 0o004 and not allowed):
                 wide.append(f"{path} {mode:o}")
             if path.suffix == ".log" and path.parent.name == "logs":
-                assert mode == 0o640, f"{path} {mode:o}"
+                # A terminal's log carries its mark besides (the sticky bit: no access).
+                assert mode & ~TERMINAL_LOG_MARK == 0o640, f"{path} {mode:o}"
         elif stat.S_ISSOCK(info.st_mode):
             assert mode & 0o007 == 0, f"{path} {mode:o}"
         elif stat.S_ISFIFO(info.st_mode):  # exec's and a TTY's stdio: the session's own
