@@ -8,13 +8,16 @@ the attempt number, with the operator's settings).
 Why not a retry library (tenacity, backoff): each of those loops does work between
 attempts that a decorator would hide (resume a watch at a revision, re-dial a channel
 every few failures, check a deadline before sleeping, log the coming delay); the schedule
-itself is a few lines.
+itself is a few lines. ``FailureRun`` is what such a loop says: the first failure and the
+end of a run, each attempt between at debug.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
+import time
 from collections.abc import Callable
 
 
@@ -59,3 +62,56 @@ class Backoff:
 
     async def sleep(self) -> None:
         await asyncio.sleep(self.next())
+
+
+class FailureRun:
+    """What a retry loop says of a run of failures: the first at ``level``, the end once
+    (how long and how many attempts), every failure between at debug only. A loop retrying
+    etcd every 50 ms to 1 s while it refuses connections is two lines, not one per attempt.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        *,
+        level: int = logging.INFO,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = logger
+        self._what = what
+        self._level = level
+        self._clock = clock
+        self._since: float | None = None
+        self._attempts = 0
+
+    @property
+    def failing(self) -> bool:
+        return self._since is not None
+
+    def failed(self, message: str, *args: object) -> None:
+        """One failure: ``message % args``, at ``level`` when it begins a run, else debug."""
+        self._attempts += 1
+        if self._since is not None:
+            self._log.debug("%s: " + message + " (attempt %d)", self._what, *args, self._attempts)
+            return
+        self._since = self._clock()
+        self._log.log(
+            self._level,
+            "%s: " + message + "; retrying (each failure until it works at debug)",
+            self._what,
+            *args,
+        )
+
+    def ended(self) -> None:
+        """It worked: said once when a run of failures was going on."""
+        if self._since is None:
+            return
+        self._log.log(
+            self._level,
+            "%s works again after %.1fs (%d failed attempts)",
+            self._what,
+            self._clock() - self._since,
+            self._attempts,
+        )
+        self._since, self._attempts = None, 0

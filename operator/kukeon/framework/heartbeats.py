@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 
 from aetcd import rpc
 
-from kukeon.retrying import Backoff
+from kukeon.retrying import Backoff, FailureRun
 from kukeon.store import EtcdClient
 
 from .converging import ConvergeGate
@@ -134,6 +134,7 @@ class Heartbeat:
                 "ttl": self._ttl,
             }
         ).encode()
+        registering = FailureRun(log, f"heartbeat {self.node_name}: registering")
         while True:
             session = LeaseSession(
                 client=self._client,
@@ -146,12 +147,13 @@ class Heartbeat:
                 await session.start()
                 claimed_at, _ = await self._claim(session, value)
             except Exception as error:
-                log.info("heartbeat %s: cannot register (%r); retrying", self.node_name, error)
+                registering.failed("cannot register (%r)", error)
                 self.first_claim.set()  # unknown: converge meanwhile, as without a claim
                 await asyncio.shield(session.close(revoke=True))
                 await backoff.sleep()
                 continue
             backoff.reset()
+            registering.ended()
             self.first_claim.set()
             self.alive.set()
             try:
@@ -165,10 +167,13 @@ class Heartbeat:
         """Watch the key from revision ``after`` (when its state was last known) and claim
         it again whenever it stops being ours; until cancelled (the lease lost)."""
         backoff = Backoff(0.05, _WATCH_WORKED_SECONDS)
+        # etcd refusing connections breaks the watch and fails the claim every 50 ms to
+        # 1 s until the lease is given up: said when it begins and when it ends.
+        keeping = FailureRun(log, f"heartbeat {self.node_name}: keeping its key")
         while True:
             opened = time.monotonic()
             why = ""
-            events = _key_events(self._client, self.key, after=after)
+            events = _key_events(self._client, self.key, after=after, created=keeping.ended)
             try:
                 async with contextlib.aclosing(events):
                     async for event in events:
@@ -176,13 +181,14 @@ class Heartbeat:
                         if why:
                             break
             except _WatchBroken as error:
-                log.info("heartbeat %s: its key's watch broke (%s)", self.node_name, error)
+                keeping.failed("its key's watch broke (%s)", error)
             displaced = self.displaced is not None  # then the key was not ours to put back
             try:
                 after, claimed = await self._claim(session, value)
             except Exception as error:
-                log.info("heartbeat %s: claiming its key failed (%r)", self.node_name, error)
+                keeping.failed("claiming its key failed (%r)", error)
             else:
+                keeping.ended()
                 if claimed == "put" and why and not displaced:
                     log.warning(
                         "heartbeat %s: its node name claim %s was %s while this kukeond runs "

@@ -32,7 +32,7 @@ import grpc
 from aetcd import rpc
 
 from kukeon.cancelling import cancel_and_wait
-from kukeon.retrying import Backoff
+from kukeon.retrying import Backoff, FailureRun
 from kukeon.store import EtcdClient
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,7 @@ class LeaseSession:
         raise LeaseLost(f"lease {self.name}: keepalive stream closed without an answer")
 
     async def _keep_alive(self) -> None:
+        refreshing = FailureRun(log, f"lease {self.name}: keepalive")
         try:
             while True:
                 now = time.monotonic()
@@ -182,8 +183,9 @@ class LeaseSession:
                     async with asyncio.timeout(max(0.05, self.trusted_until - sent)):
                         ttl = await self._refresh_once()
                 except Exception as error:
-                    log.info("lease %s: keepalive failed: %r", self.name, error)
+                    refreshing.failed("failed: %r", error)
                     continue
+                refreshing.ended()
                 if ttl <= 0:
                     log.warning("lease %s (%x) expired in etcd", self.name, self.lease_id)
                     return
@@ -218,8 +220,11 @@ class _WatchBroken(Exception):  # noqa: N818 (a state: the watch must be replace
     """A watch of one key ended without our asking: compacted, cancelled, closed or failed."""
 
 
-async def _key_events(client: EtcdClient, key: bytes, *, after: int) -> AsyncGenerator[Any, None]:
-    """Every etcd event of ``key`` with revision > ``after``, in order.
+async def _key_events(
+    client: EtcdClient, key: bytes, *, after: int, created: Callable[[], None] | None = None
+) -> AsyncGenerator[Any, None]:
+    """Every etcd event of ``key`` with revision > ``after``, in order; ``created`` is
+    called when etcd has created the watch (it answers again, for a loop that said it did not).
 
     Never ends by itself: ``_WatchBroken`` when the stream stops (etcd compacted ``after``,
     cancelled the watch, the member lost its cluster's leader: the client's ``hasleader``
@@ -242,6 +247,8 @@ async def _key_events(client: EtcdClient, key: bytes, *, after: int) -> AsyncGen
                 raise _WatchBroken(f"compacted up to revision {response.compact_revision}")
             if response.canceled:
                 raise _WatchBroken(f"cancelled by etcd: {response.cancel_reason}")
+            if response.created and created is not None:
+                created()
             for event in response.events:
                 yield event
     except grpc.aio.AioRpcError as error:
@@ -361,6 +368,9 @@ class LeaderElection:
         """How many times this instance became the leader."""
         self.session: LeaseSession | None = None
         """The lease currently campaigned or led with."""
+        self._reading = FailureRun(log, f"election {name}")
+        """The leader's watch of its key and the reads that confirm it: a run of failures
+        (etcd refusing connections) said when it begins and when it ends."""
 
     async def leader(self) -> LeaderInfo | None:
         """Who holds the election now (None: nobody). A key on no lease is no contender's
@@ -484,7 +494,7 @@ class LeaderElection:
         backoff = Backoff(0.05, CONFIRM_WITHIN)
         while True:
             opened = time.monotonic()
-            events = _key_events(self._client, self.key, after=after)
+            events = _key_events(self._client, self.key, after=after, created=self._reading.ended)
             try:
                 async with contextlib.aclosing(events):
                     async for event in events:
@@ -493,7 +503,7 @@ class LeaderElection:
                         if event.kv.lease != session.lease_id:
                             return "the leader key was put by another holder"
             except _WatchBroken as error:
-                log.info("election %s: the leader key's watch broke (%s)", self.name, error)
+                self._reading.failed("the leader key's watch broke (%s)", error)
             confirmed_at = await self._confirm(session)
             if confirmed_at is None:
                 return "the leader key could not be read back as ours after its watch broke"
@@ -513,9 +523,10 @@ class LeaderElection:
                 async with asyncio.timeout(budget):
                     holder, revision = await _holder(self._client, self.key)
             except Exception as error:
-                log.info("election %s: reading the leader key failed (%r)", self.name, error)
+                self._reading.failed("reading the leader key failed (%r)", error)
                 await asyncio.sleep(min(backoff.next(), max(0.0, deadline - time.monotonic())))
                 continue
+            self._reading.ended()
             return revision if holder == session.lease_id else None
         return None
 
