@@ -371,6 +371,8 @@ class LeaderElection:
         self._reading = FailureRun(log, f"election {name}")
         """The leader's watch of its key and the reads that confirm it: a run of failures
         (etcd refusing connections) said when it begins and when it ends."""
+        self._campaigning = FailureRun(log, f"election {name}: campaigning")
+        """A contender's lease, claims and wait for the key's deletion, the same way."""
 
     async def leader(self) -> LeaderInfo | None:
         """Who holds the election now (None: nobody). A key on no lease is no contender's
@@ -397,9 +399,10 @@ class LeaderElection:
             try:
                 await session.start()
             except Exception as error:
-                log.info("election %s: cannot get a lease (%r); retrying", self.name, error)
+                self._campaigning.failed("cannot get a lease (%r)", error)
                 await backoff.sleep()
                 continue
+            self._campaigning.ended()
             backoff.reset()
             try:
                 await self._campaign_and_lead(session, lead)
@@ -426,9 +429,10 @@ class LeaderElection:
             try:
                 holder, revision = await _claim(self._client, self.key, value, session.lease_id)
             except Exception as error:
-                log.info("election %s: campaign step failed (%r)", self.name, error)
+                self._campaigning.failed("campaign step failed (%r)", error)
                 await asyncio.sleep(self._retry_interval)
                 continue
+            self._campaigning.ended()
             if holder == session.lease_id:
                 return revision
             if holder == 0 and await self._remove_unleased():
@@ -457,14 +461,14 @@ class LeaderElection:
     async def _wait_deleted(self, *, after: int) -> bool:
         """Until the key is deleted after revision ``after``, or put on no lease (True: a
         claim removes that one), or the watch broke."""
-        events = _key_events(self._client, self.key, after=after)
+        events = _key_events(self._client, self.key, after=after, created=self._campaigning.ended)
         try:
             async with contextlib.aclosing(events):
                 async for event in events:
                     if event.type == rpc.Event.EventType.DELETE or event.kv.lease == 0:
                         return True
         except _WatchBroken as error:
-            log.info("election %s: the leader key's watch broke (%s)", self.name, error)
+            self._campaigning.failed("the leader key's watch broke (%s)", error)
         return False
 
     async def _lead(

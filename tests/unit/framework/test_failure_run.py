@@ -17,7 +17,7 @@ import pytest
 
 from kukeon.framework import LeaseSession, heartbeats
 from kukeon.framework.heartbeats import Claimed, Heartbeat
-from kukeon.framework.leases import _WatchBroken
+from kukeon.framework.leases import LeaderElection, _WatchBroken
 from kukeon.retrying import FailureRun
 from kukeon.store import EtcdClient
 from tests.unit.framework.test_leases import _FakeClient
@@ -154,3 +154,40 @@ async def test_a_heartbeat_whose_key_etcd_refuses_says_it_once_and_once_back(
         "retrying (each failure until it works at debug)"
     )
     assert said[1].startswith("heartbeat n1: keeping its key works again after")
+
+
+async def test_an_election_that_cannot_get_a_lease_says_it_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="kukeon.framework.leases")
+    attempts = 0
+
+    async def refuse() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionError("connection refused")
+
+    client = cast(EtcdClient, SimpleNamespace(connect=refuse, metadata=()))
+    election = LeaderElection(
+        client=client,
+        prefix="/test",
+        name="scheduler",
+        node_name="n1",
+        ttl=1,
+        refresh_interval=0.01,
+        poll_interval=0.01,
+    )
+
+    async def lead() -> None:
+        raise AssertionError("no lease, no lead")
+
+    running = asyncio.create_task(election.run(lead))
+    await asyncio.sleep(0.6)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    assert attempts >= 5
+    said = _lines(caplog, "kukeon.framework.leases", logging.INFO)
+    assert said == [
+        "election scheduler: campaigning: cannot get a lease (ConnectionError('connection "
+        "refused')); retrying (each failure until it works at debug)"
+    ]
