@@ -260,19 +260,45 @@ def _bool_flag_spelled(args: list[str], exc: click.BadOptionUsage) -> list[str] 
         flag, equals, value = word.partition("=")
         if flag != exc.option_name or not equals:
             continue
-        if value not in _TRUE | _FALSE:
-            message = f"{value!r} is not true or false (a flag: {flag}, {flag}=true or =false)"
-            raise click.BadOptionUsage(flag, message, ctx=exc.ctx)
-        on = (value in _TRUE) == (flag in option.opts)  # the flag's own value
-        if on:
-            spelled = [option.opts[0]]
-        elif option.secondary_opts:
-            spelled = [option.secondary_opts[0]]
-        elif option.default is not True:  # off unless given (click's default: unset)
-            spelled = []
-        else:
+        spelled = _flag_words(option, flag, value, exc.ctx)
+        return None if spelled is None else args[:at] + spelled + args[at + 1 :]
+    return None
+
+
+def _short_bool_flag_spelled(args: list[str], exc: click.NoSuchOption) -> list[str] | None:
+    """``args`` with a short boolean flag given a value as pflag takes one (`-w=false`:
+    click reads the flag, then an option '-=') spelled as click reads it; None when the
+    error is another."""
+    if exc.option_name != "-=":
+        return None
+    for at, word in enumerate(args):
+        if word == "--":
             return None
-        return args[:at] + spelled + args[at + 1 :]
+        flag, equals, value = word.partition("=")
+        if not equals or len(flag) != 2 or flag[0] != "-" or flag == "--":
+            continue
+        option = _bool_option(exc.ctx, flag, args)
+        if option is not None:
+            spelled = _flag_words(option, flag, value, exc.ctx)
+            return None if spelled is None else args[:at] + spelled + args[at + 1 :]
+    return None
+
+
+def _flag_words(
+    option: click.Option, flag: str, value: str, ctx: click.Context | None
+) -> list[str] | None:
+    """The words click reads for boolean ``flag`` given ``value``: the flag, its negative,
+    or nothing for a flag off by default given false; None when none says it."""
+    if value not in _TRUE | _FALSE:
+        message = f"{value!r} is not true or false (a flag: {flag}, {flag}=true or =false)"
+        raise click.BadOptionUsage(flag, message, ctx=ctx)
+    on = (value in _TRUE) == (flag in option.opts)  # the flag's own value
+    if on:
+        return [option.opts[0]]
+    if option.secondary_opts:
+        return [option.secondary_opts[0]]
+    if option.default is not True:  # off unless given (click's default: unset)
+        return []
     return None
 
 
@@ -287,6 +313,8 @@ def _invoke(args: list[str]) -> object:
             return cli.main(args=args, prog_name="kukectl", standalone_mode=False)
         except click.NoSuchOption as exc:
             moved = _root_option_first(args, exc.option_name)
+            if moved is None:
+                moved = _short_bool_flag_spelled(args, exc)
             if moved is None:
                 raise
             args = moved

@@ -11,7 +11,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from kukeon.cli.main import _bool_flag_spelled, cli
+from kukeon.cli.main import _bool_flag_spelled, _short_bool_flag_spelled, cli
 
 
 def _kukectl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -169,3 +169,23 @@ def test_a_flag_given_another_value_says_what_it_takes() -> None:
     result = _kukectl("delete", "cell", "x", "--wait=false", "-s", "unix:///nonexistent.sock")
     assert result.returncode == 1, result.stderr
     assert "cannot reach the kukeon API" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "spelled"),
+    [
+        (["get", "cells", "-A", "-w=true"], ["get", "cells", "-A", "-w"]),
+        (["get", "cells", "-A", "-w=false"], ["get", "cells", "-A"]),
+        (
+            ["rollout", "status", "cellset/web", "-w=false"],
+            ["rollout", "status", "cellset/web", "--no-watch"],
+        ),
+    ],
+)
+def test_a_short_flag_given_true_or_false_is_read_as_pflag_reads_it(
+    args: list[str], spelled: list[str]
+) -> None:
+    """pflag takes `-w=false` as well; click read `-w` and then an option '-=' (exit 2)."""
+    with pytest.raises(click.NoSuchOption) as refused:
+        cli.main(args=args, prog_name="kukectl", standalone_mode=False)
+    assert _short_bool_flag_spelled(args, refused.value) == spelled
