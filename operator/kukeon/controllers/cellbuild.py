@@ -35,6 +35,7 @@ from kukeon.runtime.containerd.spec import (
     SpecContext,
     build_runtime_spec,
     current_hard_rlimits,
+    digest_view,
     inspect_host_device,
     list_host_devices,
 )
@@ -312,7 +313,7 @@ class ContainerBuilder:
         )
         spec = build_runtime_spec(effective, context=context)
         pins = _pinned_sources(place, effective, spec)
-        recorded = dict(spec)
+        recorded = digest_view(spec, effective, context)
         if secrets.digest is not None:
             recorded["kukeonSecretFiles"] = secrets.digest
         if effective.stop_signal is not None:  # a label, not the spec: in the digest when set

@@ -30,6 +30,7 @@ from kukeon.runtime.containerd.spec import (
     SpecContext,
     build_runtime_spec,
     container_labels,
+    digest_view,
     parse_device,
 )
 from kukeon.runtime.containerd.types import ImageConfig
@@ -285,6 +286,27 @@ def test_hostname_is_in_the_environment_unless_set() -> None:
     image = ImageConfig(cmd=("sh",), env=("HOSTNAME=from-image",))
     assert env_of(build(image_config=image))["HOSTNAME"] == "from-image"
     assert env_of(build(make_container(env=["HOSTNAME=mine"])))["HOSTNAME"] == "mine"
+
+
+def test_the_default_hostname_is_not_in_the_spec_digest() -> None:
+    # Stop 54's kukeond built no HOSTNAME: its containers' digests must stay what they were,
+    # or upgrading kukeond re-creates every running container (docs/install.md: it does not).
+    container, context = make_container(), make_context()
+    spec = build_runtime_spec(container, context=context)
+    view = digest_view(spec, container, context)
+    assert "HOSTNAME" in env_of(spec)
+    assert "HOSTNAME" not in env_of(view)
+    assert view["process"]["env"] == [e for e in spec["process"]["env"] if e != "HOSTNAME=webcell"]
+    assert {**view, "process": {**view["process"], "env": spec["process"]["env"]}} == spec
+    # The container's own HOSTNAME (env, image, secret) is its spec's: in the digest.
+    own = make_container(env=["HOSTNAME=webcell"])
+    assert (
+        digest_view(build_runtime_spec(own, context=context), own, context)["process"]["env"]
+        == build_runtime_spec(own, context=context)["process"]["env"]
+    )
+    image = make_context(image_config=ImageConfig(cmd=("sh",), env=("HOSTNAME=webcell",)))
+    spec = build_runtime_spec(container, context=image)
+    assert digest_view(spec, container, image) == spec
 
 
 @pytest.mark.parametrize(
