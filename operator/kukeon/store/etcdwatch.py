@@ -56,7 +56,10 @@ HEALTHY_STREAM_SECONDS = 1.0
 """A stream that stayed open this long before it broke was working: its failure starts a
 new retry budget."""
 RESUME_FIRST_SECONDS = 0.05
-RESUME_MAX_SECONDS = 5.0
+RESUME_MAX_SECONDS = 1.0
+"""The longest wait between two attempts (halved at most by the jitter): a watch resumes
+within about a second of etcd being back, as the API does (an embedded etcd restarted in
+under a second must not hold the controllers' events for seconds)."""
 RESUME_JITTER = 0.5
 SUMMARY_FIRST_SECONDS = 5.0
 """When a watch that cannot resume first says so again (then after twice as long each time)."""
