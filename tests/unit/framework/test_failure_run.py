@@ -29,6 +29,17 @@ def _lines(caplog: pytest.LogCaptureFixture, logger: str, level: int) -> list[st
     return [r.getMessage() for r in caplog.records if r.name == logger and r.levelno == level]
 
 
+def _refusing_client() -> tuple[EtcdClient, list[None]]:
+    """A client whose every connect is refused, and the list of its attempts."""
+    attempts: list[None] = []
+
+    async def refuse() -> None:
+        attempts.append(None)
+        raise ConnectionError("connection refused")
+
+    return cast(EtcdClient, SimpleNamespace(connect=refuse, metadata=())), attempts
+
+
 def test_a_run_of_failures_is_said_when_it_begins_and_when_it_ends(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -85,14 +96,7 @@ async def test_a_heartbeat_that_cannot_register_says_it_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="kukeon.framework.heartbeats")
-    attempts = 0
-
-    async def refuse() -> None:
-        nonlocal attempts
-        attempts += 1
-        raise ConnectionError("connection refused")
-
-    client = cast(EtcdClient, SimpleNamespace(connect=refuse, metadata=()))
+    client, attempts = _refusing_client()
     heartbeat = Heartbeat(
         client=client, prefix="/test", node_name="n1", ttl=1, refresh_interval=0.01
     )
@@ -100,7 +104,7 @@ async def test_a_heartbeat_that_cannot_register_says_it_once(
     await asyncio.sleep(0.6)
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
-    assert attempts >= 5
+    assert len(attempts) >= 5
     said = _lines(caplog, "kukeon.framework.heartbeats", logging.INFO)
     assert said == [
         "heartbeat n1: registering: cannot register (ConnectionError('connection refused')); "
@@ -160,14 +164,7 @@ async def test_an_election_that_cannot_get_a_lease_says_it_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="kukeon.framework.leases")
-    attempts = 0
-
-    async def refuse() -> None:
-        nonlocal attempts
-        attempts += 1
-        raise ConnectionError("connection refused")
-
-    client = cast(EtcdClient, SimpleNamespace(connect=refuse, metadata=()))
+    client, attempts = _refusing_client()
     election = LeaderElection(
         client=client,
         prefix="/test",
@@ -185,7 +182,7 @@ async def test_an_election_that_cannot_get_a_lease_says_it_once(
     await asyncio.sleep(0.6)
     running.cancel()
     await asyncio.gather(running, return_exceptions=True)
-    assert attempts >= 5
+    assert len(attempts) >= 5
     said = _lines(caplog, "kukeon.framework.leases", logging.INFO)
     assert said == [
         "election scheduler: campaigning: cannot get a lease (ConnectionError('connection "
