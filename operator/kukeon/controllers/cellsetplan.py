@@ -10,7 +10,8 @@ the current template to create, which cells to delete, and the status to report.
   most restarted, then the newest) first (`removal_order`).
 - `RollingUpdate`: new cells are created while the total stays within `replicas +
   maxSurge`; old cells go while at least `replicas - maxUnavailable` cells stay available
-  (Ready, and for a new cell Ready for `minReadySeconds`), unavailable old cells first.
+  (Ready, and for a new cell Ready for `minReadySeconds`, as the controller counts it on its
+  monotonic clock: `cellsetready`), unavailable old cells first.
 - `Recreate`: every old cell is deleted, and new ones are made only once none is left.
 - A cell being deleted counts against `maxSurge` until it is gone, and nowhere else.
 
@@ -72,6 +73,9 @@ class Member:
     label); None when unplaced or unknown: such cells count as one domain."""
     restarts: int = 0
     """The most restarts of any of its containers (Kubernetes' `maxContainerRestarts`)."""
+    ready_for: float | None = None
+    """Seconds Ready as the leader counts them (`cellsetready`, monotonic); None: now minus
+    `ready_since` on the wall clock (a planner given no count)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ def is_available(member: Member, min_ready_seconds: int, now: datetime) -> bool:
         return False
     if min_ready_seconds == 0:
         return True
+    if member.ready_for is not None:
+        return member.ready_for >= min_ready_seconds
     since = member.ready_since or now
     return now - since >= timedelta(seconds=min_ready_seconds)
 

@@ -75,6 +75,7 @@ from .cellsetplan import (
     record_revision,
     track_progress,
 )
+from .cellsetready import ReadyClocks
 from .leading import LeaderLoop, Watch
 from .nodelost import LostTimer
 from .stopwatch import Stopwatches
@@ -316,6 +317,8 @@ class CellSetController:
         monotonic clock from when it first saw the set at its last progress: the status's
         time is shown, never measured (a step of the wall clock would halt a rollout at
         once, or hold a stalled one for as long as the step)."""
+        self.ready: ReadyClocks[StackKey] = ReadyClocks(monotonic)
+        """How long each set's Ready cells have been so, for ``minReadySeconds``."""
         self._loop = LeaderLoop(what="cell set pass", registry=registry, interval=interval)
         self.reads = CachedReads(registry)
         """The per-pass lists (the operator's cache once registered on one)."""
@@ -352,6 +355,7 @@ class CellSetController:
         # earlier, than on a leader that saw it all).
         self.lost.restart()
         self.stalled.restart()
+        self.ready.restart()
         for backoff in self._backoffs.values():
             backoff.restart()
         await self._loop.lead(lambda woken: self.run_pass(woken=woken), self.watches(), self.tasks)
@@ -397,6 +401,7 @@ class CellSetController:
         self._backoffs = {key: b for key, b in self._backoffs.items() if key in live}
         self._refused = {key: said for key, said in self._refused.items() if key in live}
         self.stalled.retain(live)
+        self.ready.retain(live)
 
     async def _set_gone(
         self, owner: StackKey, cells: Sequence[Cell], *, said: set[StackKey]
@@ -487,6 +492,7 @@ class CellSetController:
         if backoff is None:
             backoff = ReplaceBackoff(self.backoff_policy, self._monotonic)
             self._backoffs[key_of(cellset)] = backoff
+        members = self.ready.counted(key_of(cellset), members, cellset.spec.min_ready_seconds, now)
         backoff.settle(members, cellset.spec.min_ready_seconds)
         plan = plan_set(shape_of(cellset), hash_, members, now)
         backoff.failed(sum(1 for m in members if m.failed and not m.deleting), members)

@@ -39,13 +39,14 @@ class Stopwatches(Generic[K]):
         """Forget every count: a leader that has just (re)taken its lease saw none of it."""
         self._first_seen.clear()
 
-    def elapsed(self, key: K, episode: Hashable) -> float:
-        """Seconds ``key`` has been in ``episode``: 0 the first time it is seen in it (a
-        new key, or another episode than the one counted)."""
+    def elapsed(self, key: K, episode: Hashable, *, credit: float = 0.0) -> float:
+        """Seconds ``key`` has been in ``episode``: ``credit`` the first time it is seen in
+        it (a new key, or another episode than the one counted), 0 unless the caller gives
+        a bounded reading of what came before (a wall-clock age, capped)."""
         now = self.monotonic()
         first = self._first_seen.get(key)
         if first is None or first[0] != episode:
-            first = self._first_seen[key] = (episode, now)
+            first = self._first_seen[key] = (episode, now - max(0.0, credit))
         return max(0.0, now - first[1])
 
     def forget(self, key: K) -> None:
