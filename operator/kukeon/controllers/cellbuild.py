@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import posixpath
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,13 +36,14 @@ from kukeon.runtime.containerd.spec import (
     SpecContext,
     build_runtime_spec,
     current_hard_rlimits,
-    digest_view,
     inspect_host_device,
     list_host_devices,
 )
+from kukeon.runtime.containerd.specdigest import digest_view
 from kukeon.runtime.containerd.ttyinit import SHELL, wrapper_needed
 from kukeon.runtime.containerd.types import RegistryCredential
 from kukeon.runtime.idranges import IdRange
+from kukeon.runtime.network.hosts import write_node_files
 from kukeon.runtime.network.resolvconf import HOST_RESOLV_CONF
 from kukeon.runtime.network.userns import userns_path
 from kukeon.store import Registry
@@ -152,13 +154,40 @@ class BuiltContainer:
         return host_id(uid, linux.get("uidMappings")), host_id(gid, linux.get("gidMappings"))
 
 
-async def _resolv_conf_file(place: CellPlace, *, host_network: bool) -> str | None:
-    """The cell's resolver list (``runtime.network.resolvconf``); on the host's network,
-    the host's own file, whose loopback resolvers answer there (none if it has none)."""
-    if not host_network:
-        return str(place.files.resolv_conf)
-    found = await asyncio.to_thread(HOST_RESOLV_CONF.exists)  # not a stat on the loop
-    return str(HOST_RESOLV_CONF) if found else None
+@dataclass(frozen=True)
+class NetworkIdentity:
+    """A container's host name and the files mounted at /etc/hosts, /etc/hostname and
+    /etc/resolv.conf (None: the image's own, on a node without one)."""
+
+    hostname: str
+    hosts_file: str
+    hostname_file: str
+    resolv_conf_file: str | None
+
+
+def _node_identity(files: CellFiles) -> NetworkIdentity:
+    """On the host's network, the node's (docker's `--network host`, the CRI's hostNetwork
+    pod): its host name, a copy of its /etc/hosts and its own resolv.conf, whose loopback
+    resolvers answer there (none if it has none). Blocking."""
+    node_hostname = socket.gethostname()
+    write_node_files(
+        hosts=files.node_hosts, hostname=files.node_hostname, node_hostname=node_hostname
+    )
+    resolv_conf = str(HOST_RESOLV_CONF) if HOST_RESOLV_CONF.exists() else None
+    return NetworkIdentity(
+        node_hostname, str(files.node_hosts), str(files.node_hostname), resolv_conf
+    )
+
+
+async def _network_identity(place: CellPlace, *, host_network: bool) -> NetworkIdentity:
+    """The cell's name and rendered files (`runtime.network.hosts`, `resolvconf`); on the
+    host's network, the node's (`_node_identity`, in a thread)."""
+    if host_network:
+        return await asyncio.to_thread(_node_identity, place.files)
+    files = place.files
+    return NetworkIdentity(
+        place.key[3], str(files.hosts), str(files.hostname), str(files.resolv_conf)
+    )
 
 
 def _userns_path(place: CellPlace) -> str | None:
@@ -309,7 +338,7 @@ class ContainerBuilder:
             wrapped=wrapped,
             devices=(devices, every_device),
             has_shell=has_shell,
-            resolv_conf=await _resolv_conf_file(place, host_network=effective.host_network),
+            identity=await _network_identity(place, host_network=effective.host_network),
         )
         spec = build_runtime_spec(effective, context=context)
         pins = _pinned_sources(place, effective, spec)
@@ -346,27 +375,26 @@ class ContainerBuilder:
         wrapped: bool,
         devices: tuple[dict[str, HostDevice], list[HostDevice]],
         has_shell: bool | None,
-        resolv_conf: str | None,
+        identity: NetworkIdentity,
     ) -> SpecContext:
         """What the OCI spec is built from."""
         _realm, space_name, stack_name, cell_name = place.key
-        host_network = effective.host_network
         return SpecContext(
             image_config=image.config,
             passwd=image.passwd,
             group=image.group,
             container_id=name,
-            hostname=cell_name,
+            hostname=identity.hostname,
             cgroups_path=f"{place.cgroup_parent}/{effective.id}",
             realm=place.key[0],
             space=space_name,
             stack=stack_name,
             cell=cell_name,
             cell_cgroup_path=place.cgroup_parent,
-            netns_path=None if host_network else place.netns_path,
-            hosts_file=None if host_network else str(place.files.hosts),
-            hostname_file=None if host_network else str(place.files.hostname),
-            resolv_conf_file=resolv_conf,
+            netns_path=None if effective.host_network else place.netns_path,
+            hosts_file=identity.hosts_file,
+            hostname_file=identity.hostname_file,
+            resolv_conf_file=identity.resolv_conf_file,
             secret_files=secrets.files,
             secret_env=secrets.env,
             host_hard_rlimits=self.facts.hard_rlimits,

@@ -3,6 +3,7 @@
 ```
 <state-dir>/cells/<realm>/<space>/<stack>/<cell>/
     hosts, hostname            rendered, bind-mounted into every container
+    node-hosts, node-hostname  the node's, bind-mounted into its hostNetwork containers
     logs/<container>.log       stdout and stderr of the container's task (its TTY's output
                                for an attachable container)
     logs/<container>.log.<n>   what its logger rotated out of it (`containerLogMaxSize`,
@@ -73,6 +74,16 @@ class CellFiles:
     @property
     def hostname(self) -> Path:
         return self.directory / "hostname"
+
+    @property
+    def node_hosts(self) -> Path:
+        """A copy of the node's /etc/hosts, a hostNetwork container's."""
+        return self.directory / "node-hosts"
+
+    @property
+    def node_hostname(self) -> Path:
+        """The node's host name, a hostNetwork container's /etc/hostname."""
+        return self.directory / "node-hostname"
 
     @property
     def resolv_conf(self) -> Path:
@@ -188,10 +199,11 @@ async def remove_scope_files(state_dir: Path, scope: tuple[str, ...]) -> None:
 def container_readable(relative: Path) -> bool:
     """Whether a path under the state directory is read by a container's user (bind-mounted).
 
-    ``relative`` is relative to the state directory: a cell's ``hosts``, ``hostname`` and
-    ``resolv.conf`` (``0644``) and what the tty wrapper keeps in its state directory (the
-    container's own files). Start-up narrowing of modes leaves these as they are, and
-    never enters ``binds``: the pinned bind sources there are the tenants' own files.
+    ``relative`` is relative to the state directory: a cell's ``hosts``, ``hostname``,
+    ``resolv.conf``, ``node-hosts`` and ``node-hostname`` (``0644``) and what the tty
+    wrapper keeps in its state directory (the container's own files). Start-up narrowing
+    of modes leaves these as they are, and never enters ``binds``: the pinned bind sources
+    there are the tenants' own files.
     """
     parts = relative.parts
     if parts[:1] == (BINDS_DIR,):
@@ -199,7 +211,7 @@ def container_readable(relative: Path) -> bool:
     if len(parts) < 6 or parts[0] != "cells":
         return False
     if len(parts) == 6:
-        return parts[5] in ("hosts", "hostname", "resolv.conf")
+        return parts[5] in ("hosts", "hostname", "resolv.conf", "node-hosts", "node-hostname")
     return len(parts) >= 9 and parts[5] == "tty" and parts[7] == "run"
 
 

@@ -7,12 +7,15 @@ derivedimage.py): its own /etc/passwd and /etc/group, `USER`, `ENTRYPOINT`, `CMD
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kukeon.api import DesiredCellState, Kind
+from kukeon.runtime.network.hosts import NODE_HOSTS, NODE_HOSTS_HEADER
 from tests.fixtures.containerd import SLEEPER_SCRIPT
 from tests.fixtures.derivedimage import derived_image
 from tests.fixtures.kukeond import Kukeond
@@ -103,6 +106,39 @@ async def test_user_groups_home_and_hostname_as_docker(kukeond: Kukeond, tmp_pat
 
     _, env = await init_facts(k, "s1_st1_users_ownhost")
     assert env["HOSTNAME"] == "mine"
+
+
+async def test_a_host_network_container_is_named_as_its_node(kukeond: Kukeond) -> None:
+    """docker's `--network host` and the CRI's hostNetwork pod: the node's host name (in
+    `hostname`, HOSTNAME and /etc/hostname; it was the cell's name, and /etc/hostname the
+    image's) and a copy of the node's /etc/hosts (it was the image's: the test image has none, so
+    not even localhost). In a UTS namespace of its own, as docker's: a privileged one that
+    sets its host name does not rename the node."""
+    k = kukeond
+    await k.hierarchy()
+    node = socket.gethostname()
+    containers = [container(k, "h", hostNetwork=True), container(k, "p", hostNetwork=True)]
+    containers[1]["privileged"] = True
+    await k.apply(cell_doc(k, "hostnet", containers))
+    await k.wait_for(Kind.CELL, cell_key(k, "hostnet"), state="Ready")
+    _, env = await init_facts(k, "s1_st1_hostnet_h")
+    assert env["HOSTNAME"] == node
+    for argv, expected in (
+        (("hostname",), node),
+        (("cat", "/etc/hostname"), node),
+        (("cat", "/etc/hosts"), (NODE_HOSTS_HEADER + NODE_HOSTS.read_text()).strip()),
+        (("readlink", "/proc/1/ns/net"), os.readlink("/proc/self/ns/net")),
+    ):
+        code, output = await exec_in(k, "s1_st1_hostnet_h", *argv)
+        assert (code, output.strip()) == (0, expected), argv
+    code, uts = await exec_in(k, "s1_st1_hostnet_p", "readlink", "/proc/1/ns/uts")
+    assert code == 0, uts
+    assert uts.strip() != os.readlink("/proc/self/ns/uts")  # before any rename is tried
+    code, output = await exec_in(k, "s1_st1_hostnet_p", "hostname", "kukeon-h230-renamed")
+    assert code == 0, output
+    code, output = await exec_in(k, "s1_st1_hostnet_p", "hostname")
+    assert (code, output.strip()) == (0, "kukeon-h230-renamed")
+    assert socket.gethostname() == node
 
 
 async def test_entrypoint_cmd_env_and_workdir_of_the_image(

@@ -138,6 +138,8 @@ def test_container_readable_names_the_bind_mounted_files_only() -> None:
     assert container_readable(cell / "hosts")
     assert container_readable(cell / "hostname")
     assert container_readable(cell / "resolv.conf")
+    assert container_readable(cell / "node-hosts")  # a hostNetwork container's
+    assert container_readable(cell / "node-hostname")
     assert container_readable(cell / "tty" / "sh" / "run" / "created")
     assert not container_readable(cell / "tty" / "sh" / "run")
     assert not container_readable(cell / "tty" / "sh" / "stdin")

@@ -10,7 +10,12 @@ import pytest
 
 from kukeon.fileio import write_atomically
 from kukeon.runtime.network import render_hostname, render_hosts, write_cell_host_files
-from kukeon.runtime.network.hosts import validate_hostname
+from kukeon.runtime.network.hosts import (
+    NODE_HOSTS_HEADER,
+    render_node_hosts,
+    validate_hostname,
+    write_node_files,
+)
 
 
 def test_hosts_with_address_aliases_and_extra_hosts() -> None:
@@ -101,3 +106,27 @@ async def test_host_files_are_not_flushed_to_disk_and_state_files_are(
     assert flushed == []
     write_atomically(tmp_path / "state.json", "{}", mode=0o600)
     assert len(flushed) == 2  # the file, then its directory
+
+
+def test_node_files_copy_the_nodes_hosts_and_rewrite_in_place(tmp_path: Path) -> None:
+    # A hostNetwork container's /etc/hosts is the node's (kubelet's and docker's), a copy.
+    node = tmp_path / "etc-hosts"
+    node.write_text("127.0.0.1\tlocalhost\n10.1.2.3\tnode1.example node1\n")
+    hosts, hostname = tmp_path / "cell" / "node-hosts", tmp_path / "cell" / "node-hostname"
+    write_node_files(hosts=hosts, hostname=hostname, node_hostname="node1", node_hosts=node)
+    assert hosts.read_text() == NODE_HOSTS_HEADER + node.read_text()
+    assert hostname.read_text() == "node1\n"
+    assert oct(hosts.stat().st_mode & 0o777) == oct(0o644)
+    inodes = (hosts.stat().st_ino, hostname.stat().st_ino)
+    before = hosts.stat().st_mtime_ns
+    write_node_files(hosts=hosts, hostname=hostname, node_hostname="node1", node_hosts=node)
+    assert hosts.stat().st_mtime_ns == before  # unchanged: not written again
+    node.write_text("127.0.0.1\tlocalhost\n")
+    write_node_files(hosts=hosts, hostname=hostname, node_hostname="renamed", node_hosts=node)
+    assert hosts.read_text() == NODE_HOSTS_HEADER + "127.0.0.1\tlocalhost\n"
+    assert hostname.read_text() == "renamed\n"
+    assert (hosts.stat().st_ino, hostname.stat().st_ino) == inodes  # running binds see it
+    node.unlink()  # a node without /etc/hosts: the localhost lines
+    write_node_files(hosts=hosts, hostname=hostname, node_hostname="n", node_hosts=node)
+    assert hosts.read_text() == render_node_hosts(None)
+    assert "127.0.0.1\tlocalhost\n" in render_node_hosts(None)

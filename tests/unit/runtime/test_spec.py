@@ -30,9 +30,9 @@ from kukeon.runtime.containerd.spec import (
     SpecContext,
     build_runtime_spec,
     container_labels,
-    digest_view,
     parse_device,
 )
+from kukeon.runtime.containerd.specdigest import digest_view
 from kukeon.runtime.containerd.types import ImageConfig
 
 PASSWD = """\
@@ -667,6 +667,44 @@ def test_default_namespaces_new_network() -> None:
         {"type": "network"},
         {"type": "cgroup"},
     ]
+
+
+def test_a_host_network_containers_digest_is_what_it_was() -> None:
+    # Stop 54's kukeond gave a hostNetwork container the cell's name and the image's
+    # /etc/hosts and /etc/hostname; now the node's (docker's --network host, the CRI's
+    # hostNetwork pod). Upgrading kukeond re-creates none of them for it, and a renamed
+    # node re-creates none either.
+    container = make_container(hostNetwork=True)
+    before = make_context(hostname="cell1", resolv_conf_file="/etc/resolv.conf")
+    node = dataclasses.replace(
+        before,
+        hostname="node1",
+        hosts_file="/state/cell1/node-hosts",
+        hostname_file="/state/cell1/node-hostname",
+    )
+    spec = build_runtime_spec(container, context=node)
+    assert spec["hostname"] == "node1"
+    assert env_of(spec)["HOSTNAME"] == "node1"
+    mounts = mounts_by_destination(spec)
+    assert mounts["/etc/hosts"]["source"] == "/state/cell1/node-hosts"
+    assert mounts["/etc/hostname"]["source"] == "/state/cell1/node-hostname"
+    assert "uts" in namespace_types(spec)  # its own: it cannot rename the node
+    old = build_runtime_spec(container, context=before)
+    assert digest_view(spec, container, node) == digest_view(old, container, before)
+    renamed = dataclasses.replace(node, hostname="node2")
+    assert digest_view(build_runtime_spec(container, context=renamed), container, renamed) == (
+        digest_view(old, container, before)
+    )
+    # A volume of the container's own at /etc/hosts is its spec's: in the digest.
+    own = make_container(hostNetwork=True, volumes=[{"source": "/h", "target": "/etc/hosts"}])
+    view = digest_view(build_runtime_spec(own, context=node), own, node)
+    assert mounts_by_destination(view)["/etc/hosts"]["source"] == "/h"
+    # A bridged container's view keeps its host name and cell files.
+    bridged = make_container()
+    cell = dataclasses.replace(before, hosts_file="/state/cell1/hosts")
+    view = digest_view(build_runtime_spec(bridged, context=cell), bridged, cell)
+    assert view["hostname"] == "cell1"
+    assert mounts_by_destination(view)["/etc/hosts"]["source"] == "/state/cell1/hosts"
 
 
 def test_joins_the_cells_netns() -> None:

@@ -478,27 +478,6 @@ def _environment(container: ContainerSpec, context: SpecContext, *, home: str) -
     return [f"{key}={value}" for key, value in merged.items()]
 
 
-def digest_view(
-    spec: dict[str, Any], container: ContainerSpec, context: SpecContext
-) -> dict[str, Any]:
-    """``spec`` as the container's spec digest sees it: without the ``HOSTNAME`` kukeon sets
-    by default (since stop 55), so upgrading kukeond re-creates no running container for it
-    (one made before runs on without ``HOSTNAME`` until something else re-creates it, as
-    docs/install.md promises an upgrade interrupts no workload). A ``HOSTNAME`` of the
-    image's, the container's env or a secret's is the container's own: in the digest."""
-    own = (
-        *(entry.partition("=")[0] for entry in context.image_config.env),
-        *(entry.partition("=")[0] for entry in container.env),
-        *context.secret_env,
-    )
-    if not context.hostname or "HOSTNAME" in own:
-        return spec
-    defaulted = f"HOSTNAME={context.hostname}"
-    process = dict(spec["process"])
-    process["env"] = [entry for entry in process["env"] if entry != defaulted]
-    return {**spec, "process": process}
-
-
 # --- rlimits and devices ------------------------------------------------------------------
 
 

@@ -3,8 +3,10 @@
 Every container of a cell shares one network namespace, so they share one hosts file, one
 host name and one resolver list, rendered from the cell's name, its address and its network
 aliases (and the host's resolvers, ``resolvconf``) and bind-mounted into each container
-from the state directory. Rewrites keep the file's inode
-so containers that are already running see the change.
+from the state directory. A container on the host's network (``hostNetwork``) gets the
+node's instead, as docker's ``--network host`` and kubelet's hostNetwork pods do: a copy of
+the node's ``/etc/hosts`` and its host name (:func:`write_node_files`). Rewrites keep the
+file's inode so containers that are already running see the change.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ LOCALHOST_LINES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 NO_ADDRESS_IP = "127.0.1.1"
 """Where the cell's own names point when it has no network address (Debian's convention)."""
+NODE_HOSTS = Path("/etc/hosts")
+NODE_HOSTS_HEADER = "# kukeon-managed hosts file (host network): a copy of the node's /etc/hosts.\n"
 
 
 def validate_hostname(name: str, *, field: str = "hostname") -> str:
@@ -126,3 +130,32 @@ async def write_cell_host_files(
 
     await asyncio.to_thread(write)
     return files
+
+
+def render_node_hosts(node_hosts: str | None) -> str:
+    """A host-network container's /etc/hosts: the node's, under kukeon's header (kubelet's
+    for a hostNetwork pod is the node's under its own); the localhost lines when the node
+    has none."""
+    if node_hosts is None:
+        node_hosts = "".join(f"{ip}\t{' '.join(names)}\n" for ip, names in LOCALHOST_LINES)
+    return NODE_HOSTS_HEADER + node_hosts
+
+
+def write_node_files(
+    *, hosts: Path, hostname: Path, node_hostname: str, node_hosts: Path = NODE_HOSTS
+) -> None:
+    """``hosts``: a copy of the node's /etc/hosts (:func:`render_node_hosts`); ``hostname``:
+    ``node_hostname``. Blocking; each written only when it differs, in place (a running
+    container's bind mount sees the node's later changes at the cell's next pass). A copy,
+    not the node's file: nothing done in a container reaches the node's."""
+    try:
+        node_text: str | None = node_hosts.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        node_text = None
+    for path, text in ((hosts, render_node_hosts(node_text)), (hostname, node_hostname + "\n")):
+        try:
+            if path.read_text(encoding="utf-8", errors="replace") == text:
+                continue
+        except FileNotFoundError:
+            make_dirs(path.parent)
+        write_keeping_inode(path, text, mode=CONTAINER_READABLE_FILE_MODE, durable=False)
