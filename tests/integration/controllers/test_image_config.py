@@ -190,6 +190,28 @@ async def test_entrypoint_cmd_env_and_workdir_of_the_image(
     assert (env["OVERRIDDEN"], env["TWICE"], env["EMPTY"]) == ("spec", "last", "")
 
 
+async def test_an_image_env_entry_without_equals_unsets_it(
+    kukeond: Kukeond, tmp_path: Path
+) -> None:
+    """docker and containerd read an image's `Env` entry `NAME` (no `=`) as unsetting
+    NAME: not passed on (it was `NAME=`), and no default of it (HOSTNAME here)."""
+    k = kukeond
+    image = await import_image(
+        k, tmp_path, "kukeon.io/test/bare-env:1", config={"Env": ["KEEP=1", "BARE", "HOSTNAME"]}
+    )
+    await k.apply(cell_doc(k, "bare", [container(k, "a", image=image)]))
+    await k.wait_for(Kind.CELL, cell_key(k, "bare"), state="Ready")
+    code, environ = await exec_in(
+        k, "s1_st1_bare_a", "sh", "-c", "tr '\\0' '\\n' < /proc/1/environ"
+    )
+    assert code == 0, environ
+    names = [line.partition("=")[0] for line in environ.splitlines()]
+    assert "KEEP=1" in environ.splitlines()
+    assert "BARE" not in names
+    assert "HOSTNAME" not in names
+    assert "PATH" in names
+
+
 async def test_a_real_time_stop_signal_as_systemd_images_name_it(
     kukeond: Kukeond, tmp_path: Path
 ) -> None:

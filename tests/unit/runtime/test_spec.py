@@ -669,6 +669,25 @@ def test_default_namespaces_new_network() -> None:
     ]
 
 
+def test_an_image_env_entry_without_equals_unsets_it() -> None:
+    # docker and containerd (ReplaceOrAppendEnvValues): a bare NAME unsets NAME, it was
+    # 'NAME=' here. kukeon's defaults (PATH, HOSTNAME, TERM) are not set either; HOME is
+    # (runc sets it when nothing does); a later layer (env) may set the name again.
+    image = ImageConfig(cmd=("sh",), env=("A=1", "A", "BARE", "PATH", "HOSTNAME", "B", "B=2"))
+    env = build(image_config=image, terminal=True)["process"]["env"]
+    assert not [entry for entry in env if "=" not in entry]
+    names = dict(entry.split("=", 1) for entry in env)
+    assert not {"A", "BARE", "PATH", "HOSTNAME"} & set(names)
+    assert names["B"] == "2"
+    assert names["HOME"] == "/root"
+    assert names["TERM"] == "xterm"
+    unset_term = ImageConfig(cmd=("sh",), env=("TERM", "HOME"))
+    assert set(env_of(build(image_config=unset_term, terminal=True))) >= {"HOME", "PATH"}
+    assert "TERM" not in env_of(build(image_config=unset_term, terminal=True))
+    again = build(make_container(env=["PATH=/mine"]), image_config=image)
+    assert env_of(again)["PATH"] == "/mine"
+
+
 def test_a_host_network_containers_digest_is_what_it_was() -> None:
     # Stop 54's kukeond gave a hostNetwork container the cell's name and the image's
     # /etc/hosts and /etc/hostname; now the node's (docker's --network host, the CRI's

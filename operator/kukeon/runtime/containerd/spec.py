@@ -445,7 +445,8 @@ def _working_dir(container: ContainerSpec, image: ImageConfig) -> str:
 def _environment(container: ContainerSpec, context: SpecContext, *, home: str) -> list[str]:
     """Image env, then kukeon's identity, then the container's own env and secrets.
 
-    Later layers win on a key collision; a key keeps the position it first appeared at.
+    Later layers win on a key collision; a key keeps the position it first appeared at. An
+    image's entry without ``=`` unsets its name: not passed on, and not defaulted.
     """
     cell_cgroup = context.cell_cgroup_path or posixpath.dirname(context.cgroups_path)
     injected = {
@@ -457,9 +458,15 @@ def _environment(container: ContainerSpec, context: SpecContext, *, home: str) -
         "KUKEON_CGROUP_PATH": cell_cgroup,
     }
     merged: dict[str, str] = {}
+    unset: set[str] = set()
     for entry in context.image_config.env:
-        key, _, value = entry.partition("=")
-        merged[key] = value
+        key, equals, value = entry.partition("=")
+        if equals:
+            merged[key] = value
+            unset.discard(key)
+        else:  # a bare NAME unsets NAME (docker's and containerd's env merging)
+            merged.pop(key, None)
+            unset.add(key)
     merged.update({key: value for key, value in injected.items() if value})
     for entry in container.env:
         key, _, value = entry.partition("=")
@@ -468,13 +475,17 @@ def _environment(container: ContainerSpec, context: SpecContext, *, home: str) -
     if context.terminal and container.tty is not None and container.tty.prompt:
         # tty.prompt is the more specific setting: it wins over a PS1 in env.
         merged.update(ttyinit.prompt_environment(container.tty.prompt, merged))
-    merged.setdefault("PATH", DEFAULT_PATH)
-    # docker and the CRI set HOSTNAME (the image or env may set their own, as there).
-    if context.hostname:
-        merged.setdefault("HOSTNAME", context.hostname)
-    merged.setdefault("HOME", home)
-    if context.terminal:
-        merged.setdefault("TERM", "xterm")
+    # docker's defaults (HOSTNAME the CRI's too), in this order, each unless the image
+    # unset it; HOME always (runc sets it when nothing does).
+    defaults = {
+        "PATH": DEFAULT_PATH,
+        "HOSTNAME": context.hostname,
+        "HOME": home,
+        "TERM": "xterm" if context.terminal else "",
+    }
+    for key, value in defaults.items():
+        if key == "HOME" or (value and key not in unset):
+            merged.setdefault(key, value)
     return [f"{key}={value}" for key, value in merged.items()]
 
 
