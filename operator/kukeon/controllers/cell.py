@@ -52,11 +52,7 @@ from kukeon.framework import EventRecorder, HandlerContext, Requeue
 from kukeon.runtime.cgroups import CgroupPath, CgroupState, Delegation
 from kukeon.runtime.containerd.client import patience as containerd_patience
 from kukeon.runtime.containerd.tasks import TaskStatus
-from kukeon.runtime.network import (
-    cell_network_id,
-    render_hostname,
-    write_cell_host_files,
-)
+from kukeon.runtime.network import cell_network_id, render_hostname, write_cell_host_files
 from kukeon.store import Registry
 
 from .cellbuild import (
@@ -117,6 +113,7 @@ from .logcopiers import LogCopiers
 from .probing import ProbeManager, RunningContainer
 from .pullcredentials import ignored_credentials, registry_credentials
 from .reporting import now, report
+from .restartwaits import RestartWaits
 from .stopgraces import StopGraces, stop_grace, waited
 
 __all__ = [
@@ -187,6 +184,7 @@ class CellController:
         self.log_copiers: LogCopiers | None = None
         """Set by ``Controllers.register``: the watch on the running tasks' log copiers."""
         self.stop_graces = StopGraces()
+        self.restart_waits = RestartWaits()  # each back-off also on the monotonic clock
         self.image_waits = ImageWaits()
         """The cells whose pass ended waiting for an image, woken when it arrives (its
         trigger set by ``Controllers.register``)."""
@@ -532,6 +530,7 @@ class CellController:
                 now=now(),
                 probes=self.probes.view(place.key, effective.id) if self.probes else None,
                 probe_kill=self.probes.kill(place.key, effective.id) if self.probes else None,
+                restart_wait=self.restart_waits.of(place.key, effective.id),
             )
         )
         refused = await refused_replacement(executor, built, place, (plan, task))

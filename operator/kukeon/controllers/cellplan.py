@@ -62,6 +62,7 @@ from .cellstate import (
     restart_owed,
     restart_pause_seconds,
 )
+from .restartwaits import RestartWait, counted_due
 
 CONTAINER_FAILED = "ContainerFailed"
 """A cell's reason while it is in Error: a container ended with a failure, not restarted."""
@@ -308,6 +309,8 @@ class ContainerInputs:
     """The probes' view of the task that runs (None: not probed yet)."""
     probe_kill: ProbeKill | None = None
     """The task a probe stopped, if one did."""
+    restart_wait: RestartWait | None = None
+    """This process's monotonic count of a restart's wait (None: the wall clock's alone)."""
 
 
 @dataclass
@@ -438,6 +441,7 @@ def _after_exit(
     )
     pause = restart_pause_seconds(backoff_seconds=spec.restart_backoff_seconds, loop_restarts=loop)
     due = _due(inputs, exited, loop_restarts=loop, pause=pause)
+    due = counted_due(inputs.restart_wait, (exited.identity, pause), due, inputs.now)
     remaining = (due - inputs.now).total_seconds()
     if remaining > 0:
         status = waiting(status, spec.id, exited, pause=pause, due=due)

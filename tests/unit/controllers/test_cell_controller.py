@@ -41,6 +41,7 @@ from kukeon.controllers.cellplan import LIVE_TASK
 from kukeon.controllers.host import Host, HostSettings
 from kukeon.controllers.imagepulls import ImagePullingError
 from kukeon.controllers.images import ImageUnavailableError, ReadyImage
+from kukeon.controllers.restartwaits import RestartWaits
 from kukeon.framework import HandlerContext, PermanentError, Requeue, TemporaryError
 from kukeon.runtime.cgroups import CgroupStats, PidsCount
 from kukeon.runtime.containerd.errors import (
@@ -430,6 +431,7 @@ def rig(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Rig:
         facts=HostFacts(hard_rlimits={}, environ={"TOKEN": "t0k3n"}),
         recorder=cast(Any, recorder),
     )
+    controller.restart_waits = RestartWaits(lambda: (clock[0] - T0).total_seconds())  # no steps
     stack = Stack.model_validate(
         {
             "metadata": {"name": "st"},
