@@ -75,7 +75,12 @@ def container_options(func: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _PROCESS_OPTIONS = [
-    click.option("--env", "-e", multiple=True, help="KEY=VALUE, repeatable."),
+    click.option(
+        "--env",
+        "-e",
+        multiple=True,
+        help="KEY=VALUE, repeatable; a bare KEY takes this shell's value (skipped when unset).",
+    ),
     click.option(
         "--env-file",
         "env_files",
@@ -172,7 +177,7 @@ def build_container(
     """The container the options describe, as a document (the API validates it)."""
     container: dict[str, Any] = {"id": name, "image": image}
     container.update(_process(words, options))
-    env = [*_env_files(options["env_files"]), *options["env"]]
+    env = [*_env_files(options["env_files"]), *_env_options(options["env"])]
     if env:
         container["env"] = env
     if options["ports"]:
@@ -234,11 +239,23 @@ def _env_files(paths: Sequence[Path]) -> list[str]:
             key, equals, _ = line.partition("=")
             if not key.strip() or any(c.isspace() for c in key):
                 fail(f"--env-file {path}:{number}: {raw!r} is not KEY=VALUE", EXIT_USAGE)
-            if equals:
-                entries.append(line)
-            elif key in os.environ:
-                entries.append(f"{key}={os.environ[key]}")
+            entries.extend([line] if equals else _from_shell(key))
     return entries
+
+
+def _env_options(values: Sequence[str]) -> list[str]:
+    """docker's ``-e``: ``KEY=VALUE`` as it is, a bare ``KEY`` taking this shell's value
+    (the API refuses an entry without ``=``: ``-e FOO`` was a 422)."""
+    entries: list[str] = []
+    for value in values:
+        entries.extend([value] if "=" in value else _from_shell(value))
+    return entries
+
+
+def _from_shell(key: str) -> list[str]:
+    """``KEY=VALUE`` of this shell's ``KEY``, none when it has no such variable (docker
+    removes an unset one from the image's environment, which the API cannot say)."""
+    return [f"{key}={os.environ[key]}"] if key in os.environ else []
 
 
 def _size(text: str, option: str) -> int:

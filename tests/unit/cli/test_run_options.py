@@ -150,3 +150,13 @@ def test_env_files_are_read_as_dockers(tmp_path: Path) -> None:
     env_file = tmp_path / "env"
     env_file.write_bytes("\ufeffA=1\r\nB=x\x0cy\u2028z\nC=3\n".encode())
     assert _container("--env-file", str(env_file))["env"] == ["A=1", "B=x\x0cy\u2028z", "C=3"]
+
+
+def test_a_bare_env_option_takes_the_shells_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker's ``-e FOO``: FOO's value in the caller's shell, nothing when it has none; it
+    was sent as 'FOO', which the API refuses (422: not KEY=VALUE)."""
+    monkeypatch.setenv("FROM_SHELL", "here=too")
+    monkeypatch.delenv("NOT_SET", raising=False)
+    container = _container("-e", "FROM_SHELL", "-e", "NOT_SET", "-e", "A=")
+    assert container["env"] == ["FROM_SHELL=here=too", "A="]
+    assert not _container("-e", "NOT_SET").get("env")
