@@ -378,11 +378,12 @@ class CellController:
                 except CONTAINER_FAILURES as error:
                     failures.append(ContainerFailure(container.id, error, untouched=False))
         except Exception:
-            # The pass ends without its report: a restart made before the failure keeps
-            # its history (restartCount, lastState) all the same.
-            await progress.record(
-                *(s for plan, s in converged if plan.start and plan.start.restart)
-            )
+            # The pass ends without its report: a container started before the failure is
+            # written all the same, a restart with its history (restartCount, lastState),
+            # a new container (`kukectl restart`, a changed spec) with its new start: a
+            # later pass finds it running and keeps the start it reads back, so one whose
+            # sibling's stop grace requeued the pass kept its old startTime for good.
+            await progress.record(*(s for plan, s in converged if plan.start))
             raise
         return converged, failures
 

@@ -6,6 +6,7 @@ ignore every signal but SIGKILL and a clock of the test's (``stopgraces.boot_clo
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import cast
 
@@ -169,6 +170,39 @@ async def test_a_restart_of_a_deaf_container_waits_out_its_grace_in_no_pass(
     assert rig.world.containers[CID].labels["kukeon.io/restarted-at"] == "now"
     assert restarted.status.containers[0].state == ContainerState.RUNNING
     assert not record(rig).exists()
+
+
+async def test_a_restarted_root_keeps_its_new_start_while_its_sibling_waits_its_grace(
+    rig: Rig,  # noqa: F811
+    clock: list[float],
+) -> None:
+    """``kukectl restart`` of two deaf containers: the pass that starts the new root ends
+    waiting for the sidecar's grace; the root's new start is written then, so the next
+    pass, which finds it running, keeps it (it kept the old startTime, and kukectl
+    restart, waiting for a new start of every container, timed out)."""
+    rig.world.deaf = True
+    cell = await rig.reconcile(
+        make_cell(app(), {"id": "side", "image": "busybox"}, terminationGracePeriodSeconds=GRACE)
+    )
+    metadata = cell.metadata.model_copy(update={"annotations": {"kukeon.io/restartedAt": "now"}})
+    asked = cell.model_copy(update={"metadata": metadata})
+    await waits_out_the_grace(rig, asked)  # the root's old task signalled
+    clock[0] += GRACE
+    rig.at(GRACE)
+    with pytest.raises(Requeue):  # a new root runs; the sidecar's old task signalled
+        await rig.reconcile(asked)
+    asked = rig.latest(asked)
+    assert rig.world.containers[CID].labels["kukeon.io/restarted-at"] == "now"
+    root = asked.status.containers[0]
+    assert (root.id, root.start_time) == ("app", T0 + timedelta(seconds=GRACE))
+    clock[0] += GRACE
+    rig.at(2 * GRACE)
+    done = await rig.reconcile(asked)
+    starts = {c.id: c.start_time for c in done.status.containers}
+    assert starts == {
+        "app": T0 + timedelta(seconds=GRACE),
+        "side": T0 + timedelta(seconds=2 * GRACE),
+    }
 
 
 async def test_a_deaf_container_dropped_from_the_spec_waits_out_its_grace_in_no_pass(
