@@ -1,13 +1,13 @@
 """A space's bridge never outlives its space on a real kukeond: a port kukeon did not make
 holds the space's deletion (named in its status) until it leaves, and a start sweeps the
 idle bridge an earlier kukeond left when it kept a bridge for its ports and removed the
-rest (its egress chain, conflist and subnet record)."""
+rest (its egress chain, conflist and subnet record), with the bridge's FORWARD accepts."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -18,6 +18,7 @@ from kukeon.runtime.network import (
     bridge_name,
     link_exists,
 )
+from kukeon.runtime.network.forward import ForwardAccepts, marked_rules
 from kukeon.runtime.network.space import space_conflist_path
 from tests.fixtures.kukeond import Kukeond
 from tests.integration.network.conftest import foreign_veth, run
@@ -29,14 +30,21 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def space_bridge(kukeond: Kukeond) -> Iterator[str]:
-    """Space s1's bridge, deleted at the end if a failed test left it (the fixture's own
-    sweep finds only the spaces still in the registry)."""
+async def space_bridge(kukeond: Kukeond) -> AsyncIterator[str]:
+    """Space s1's bridge, deleted at the end with its FORWARD accepts if a failed test left
+    them (the fixture's own sweep finds only the spaces still in the registry or in the
+    daemon's subnet file)."""
     name = bridge_name(kukeond.realm, "s1", kukeond.config.instance)
     try:
         yield name
     finally:
         run("ip", "link", "del", name)
+        await ForwardAccepts().remove(name)
+
+
+def forward_accepts_of(bridge: str) -> list[list[str]]:
+    listing = run("iptables", "-S", "FORWARD", check=True).stdout
+    return [spec for marked, spec in marked_rules(listing) if marked == bridge]
 
 
 @pytest.fixture
@@ -86,6 +94,7 @@ async def test_a_start_sweeps_the_bridge_an_earlier_teardown_left(
     await k.wait_for(Kind.CELL, cell_key(k, "a"), state="Ready")
     bridge = space_bridge
     assert await link_exists(bridge)
+    assert len(forward_accepts_of(bridge)) == 2
 
     # Down: the space goes, and its host side is left as the old teardown left it when it
     # found ports on the bridge: everything removed but the bridge.
@@ -100,8 +109,10 @@ async def test_a_start_sweeps_the_bridge_an_earlier_teardown_left(
         assert await subnets.release(f"{k.realm}/s1")
 
     # The start's orphan pass removed the cell (its veth went with its namespace), then
-    # the idle bridge no space of this node holds.
+    # the idle bridge no space of this node holds, and the FORWARD accepts naming it (no
+    # teardown finds them once the bridge is gone: every run of the suite left this pair).
     assert not await link_exists(bridge)
+    assert forward_accepts_of(bridge) == []
 
 
 async def test_a_foreign_port_is_warned_of_once_not_at_every_orphan_pass(

@@ -25,6 +25,7 @@ from kukeon.runtime.network import (
     link_exists,
 )
 from kukeon.runtime.network.bridge import bridge_port_aliases
+from kukeon.runtime.network.forward import ForwardAccepts, marked_rules
 from kukeon.runtime.network.veth import host_ifname
 from tests.integration.network.conftest import (
     KILLED_MID_ATTACH,
@@ -213,15 +214,17 @@ async def test_a_kill_9_mid_removal_leaves_the_network_findable_and_removable(
 
 async def test_idle_bridges_of_spaces_gone_are_swept_and_no_other(harness: NetworkHarness) -> None:
     """What an earlier kukeond left (a bridge without its subnet record: the network was
-    otherwise removed) goes, and an idle bridge this node made; a live space's bridge, one
-    outside this node's pool, one with a port, one not named as kukeon names bridges and
-    one another node made stay."""
+    otherwise removed) goes, and an idle bridge this node made, each with its FORWARD
+    accepts; a live space's bridge, one outside this node's pool, one with a port, one not
+    named as kukeon names bridges and one another node made stay, and so do the accepts of
+    a live space."""
     networks, settings = harness.networks, harness.settings
     subnets = list(settings.subnet_pool.subnets(new_prefix=28))
     realm, space = harness.new_names()
     live = await harness.space(realm, space, builtin=True)
     await harness.cell(realm, space, builtin=True)
     made: list[str] = []
+    accepts = ForwardAccepts()  # made as a space's ensure makes them
 
     def bridge(name: str, address: IPv4Interface | None) -> str:
         run("ip", "link", "add", name, "type", "bridge", check=True)
@@ -260,12 +263,15 @@ async def test_idle_bridges_of_spaces_gone_are_swept_and_no_other(harness: Netwo
         run("ip", "link", "set", port, "master", busy, check=True)
 
         orphan_chain = networks.bridge_of(*harness.new_names())
+        made.append(orphan_chain)  # (no such link: its accepts are removed with the rest)
         await networks.egress.apply(
             bridge=orphan_chain,
             realm="gone",
             subnet=IPv4Network("10.99.3.0/24"),
             policy=EgressRuleset(default="deny"),
         )
+        for name in (gone[0], orphan_chain, kept):
+            await accepts.allow(name)
         asked: list[bool] = []
 
         async def spaces_that_exist() -> set[str]:
@@ -275,8 +281,13 @@ async def test_idle_bridges_of_spaces_gone_are_swept_and_no_other(harness: Netwo
         removed = await networks.remove_idle_bridges(spaces_that_exist)
         assert asked
         assert sorted(removed) == sorted(
-            [f"bridge {name}" for name in gone] + [f"egress chain of {orphan_chain}"]
+            [f"bridge {name}" for name in gone]
+            + [f"egress chain of {orphan_chain}"]
+            + [f"FORWARD accepts of {name}" for name in (gone[0], orphan_chain)]
         )
+        marked = {bridge for bridge, _ in marked_rules(run("iptables", "-S", "FORWARD").stdout)}
+        assert {gone[0], orphan_chain} & marked == set()
+        assert {kept, live.bridge_name} <= marked
         assert (await networks.egress.state()).bridges == {live.bridge_name}
         for name in gone:
             assert not await link_exists(name)
@@ -296,3 +307,4 @@ async def test_idle_bridges_of_spaces_gone_are_swept_and_no_other(harness: Netwo
     finally:
         for name in made:
             run("ip", "link", "del", name)
+            await accepts.remove(name)

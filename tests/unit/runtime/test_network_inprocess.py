@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 from typing import Any, cast
@@ -19,7 +20,7 @@ from kukeon.runtime.network.cni.config import (
 )
 from kukeon.runtime.network.egress import parse_table_state, render_apply, render_remove
 from kukeon.runtime.network.errors import HostInterfaceTakenError
-from kukeon.runtime.network.forward import comment, forward_rules
+from kukeon.runtime.network.forward import comment, forward_rules, marked_rules
 from kukeon.runtime.network.inprocess import BridgeNetwork, InProcessAttachments
 from kukeon.runtime.network.records import DRIVER_NETLINK, AttachmentRecords
 from kukeon.runtime.network.veth import BridgePort, host_ifname
@@ -286,6 +287,23 @@ def test_forward_accepts_are_marked_with_the_bridge() -> None:
     assert rules[1][:2] == ["-o", "kk-r-s"]
     assert "RELATED,ESTABLISHED" in rules[1]
     assert all(rule[-2:] == ["-j", "ACCEPT"] and comment("kk-r-s") in rule for rule in rules)
+
+
+def test_marked_rules_are_read_from_the_forward_listing() -> None:
+    """Each rule ``iptables -S FORWARD`` prints with a ``kukeon <bridge>`` comment, as the
+    specification ``-D FORWARD`` takes; the chain's policy and other rules are not."""
+    listing = "\n".join(
+        [
+            "-P FORWARD DROP",
+            *(f"-A FORWARD {shlex.join(rule)}" for rule in forward_rules("k-r7s1-emgjhfur")),
+            '-A FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD',
+            '-A FORWARD -i docker0 -m comment --comment "kukeonish" -j ACCEPT',
+            '-A CNI-FORWARD -m comment --comment "kukeon kk-r-s" -j ACCEPT',
+        ]
+    )
+    assert marked_rules(listing) == [
+        ("k-r7s1-emgjhfur", rule) for rule in forward_rules("k-r7s1-emgjhfur")
+    ]
 
 
 async def test_a_cni_config_set_later_replaces_the_in_process_interface(tmp_path: Path) -> None:

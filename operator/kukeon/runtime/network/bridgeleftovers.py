@@ -16,7 +16,12 @@ A port no kukeon made raises ``BridgeInUseError`` naming it, before anything is 
 with another node's alias (test fleets share the host's bridges) is left to that node.
 
 :meth:`BridgeLeftovers.sweep` removes what teardowns of earlier versions left: idle bridges
-and egress chains of spaces that exist nowhere (the orphan collector calls it each pass).
+and egress chains of spaces that exist nowhere (the orphan collector calls it each pass),
+each with the two iptables FORWARD accepts of its bridge (``forward``), which outlive the
+bridge they name. FORWARD accepts whose bridge and chain are both gone are not looked for:
+a rule says nothing of the control plane that made it (another plane on the host names
+its bridges in the same hashed form, and a space without cells has its accepts before its
+bridge).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from kukeon.runtime.network.bridge import (
 )
 from kukeon.runtime.network.egress import NftEgress
 from kukeon.runtime.network.errors import BridgeInUseError, CniError
+from kukeon.runtime.network.forward import ForwardAccepts
 from kukeon.runtime.network.inprocess import Links
 from kukeon.runtime.network.records import (
     DRIVER_NETLINK,
@@ -64,6 +70,7 @@ class BridgeLeftovers:
     subnets: SubnetStore
     remove: Callable[[AttachmentRecord], Awaitable[None]]
     """Undo one recorded attachment, as the cell's detach does."""
+    forward: ForwardAccepts
 
     async def clear(self, bridge: str) -> None:
         """Remove this node's ports from ``bridge``; raise ``BridgeInUseError`` naming the
@@ -140,10 +147,21 @@ class BridgeLeftovers:
             if await self.egress.remove(bridge=bridge):
                 log.info("removed the egress chain of bridge %s: no space of this node", bridge)
                 removed.append(f"egress chain of {bridge}")
+            removed += await self._remove_forward_accepts(bridge)
         for bridge in sorted(idle - held):
             if await bridge_ports(bridge):  # a cell attached since it was listed
                 continue
             if await delete_link(bridge):
                 log.info("removed bridge %s: no space of this node", bridge)
                 removed.append(f"bridge {bridge}")
+            if bridge not in chains:
+                removed += await self._remove_forward_accepts(bridge)
         return removed
+
+    async def _remove_forward_accepts(self, bridge: str) -> list[str]:
+        """The FORWARD accepts of a bridge of no space, removed (as the space's teardown
+        does: only where this node makes them)."""
+        if not self.settings.include_firewall or not await self.forward.remove(bridge):
+            return []
+        log.info("removed the FORWARD accepts of bridge %s: no space of this node", bridge)
+        return [f"FORWARD accepts of {bridge}"]

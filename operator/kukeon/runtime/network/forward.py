@@ -29,8 +29,27 @@ from kukeon.runtime.network.errors import HostPrerequisiteError, NetworkError
 log = logging.getLogger(__name__)
 
 
+MARK = "kukeon "
+"""What the comment of each of kukeon's FORWARD accepts starts with (the bridge follows)."""
+
+
 def comment(bridge: str) -> str:
-    return f"kukeon {bridge}"
+    return f"{MARK}{bridge}"
+
+
+def marked_rules(listing: str) -> list[tuple[str, list[str]]]:
+    """The rules of ``iptables -S FORWARD``'s ``listing`` marked ``kukeon <bridge>``, each
+    as (bridge, its specification after ``-A FORWARD``) (pure)."""
+    found: list[tuple[str, list[str]]] = []
+    for line in listing.splitlines():
+        spec = shlex.split(line)
+        if spec[:2] != ["-A", "FORWARD"]:
+            continue
+        marks = [spec[at + 1] for at in range(len(spec) - 1) if spec[at] == "--comment"]
+        bridge = next((mark.removeprefix(MARK) for mark in marks if mark.startswith(MARK)), "")
+        if bridge:
+            found.append((bridge, spec[2:]))
+    return found
 
 
 def forward_rules(bridge: str) -> list[list[str]]:
@@ -93,12 +112,13 @@ class ForwardAccepts:
             if code != 0:
                 return False
             found = False
-            for line in listing.splitlines():
-                spec = shlex.split(line)
-                if spec[:2] != ["-A", "FORWARD"] or comment(bridge) not in spec:
+            for marked, spec in marked_rules(listing):
+                if marked != bridge:
                     continue
-                code, output = await self._run("-D", "FORWARD", *spec[2:])
+                code, output = await self._run("-D", "FORWARD", *spec)
                 if code != 0:
-                    log.warning("could not delete `%s`: %s", line, output.strip())
+                    log.warning(
+                        "could not delete `-A FORWARD %s`: %s", shlex.join(spec), output.strip()
+                    )
                 found = True
             return found

@@ -227,8 +227,9 @@ class SpaceNetworks:
         )
         self.forward = ForwardAccepts()
         self.leftovers = BridgeLeftovers(
-            settings, self.records, self.inprocess.links, self.egress, self.subnets, self._remove
-        )
+            settings, self.records, self.inprocess.links, self.egress, self.subnets,
+            self._remove, self.forward,
+        )  # fmt: skip
         self._checked: dict[tuple[str, str], float] = {}
         """When each CNI-made interface was last ADDed or CHECKed (monotonic clock)."""
 
