@@ -9,8 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
+from kukeon.runtime.network.forward import ForwardAccepts
 from kukeon.runtime.network.veth import owner_alias
-from tests.fixtures import hostleaks
+from tests.fixtures import hostleaks, sessions
 from tests.fixtures.hostleaks import LeakGuard
 
 Thing = tuple[str, str]
@@ -142,3 +143,46 @@ def test_a_bridge_tagged_by_another_node_is_not_this_sessions_even_in_its_pool(
     hostleaks.LEDGER.pools[pool] = set()
     hostleaks.own_state_dir(mine)
     assert hostleaks.bridges() == {"k-ours (10.160.0.1)", "k-untagged (10.160.2.1)"}
+
+
+def test_forward_accepts_are_this_sessions_when_their_bridge_was_noted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A FORWARD accept outlives its bridge: it is this session's by the bridge's name, noted
+    when a kukeond of this process made it or when the bridge was seen as this session's;
+    the quickstart's and another run's are not."""
+    monkeypatch.setattr(hostleaks, "LEDGER", hostleaks.Ledger())
+    monkeypatch.setattr(sessions, "note", lambda kind, **fields: None)
+    listing = "\n".join(
+        [
+            "-P FORWARD ACCEPT",
+            *(
+                f'-A FORWARD -i {bridge} -m comment --comment "kukeon {bridge}" -j ACCEPT'
+                for bridge in ("k-r7s1-emgjhfur", "kk-hello-web", "k-u2we-mkn23zfi", "k-seen")
+            ),
+        ]
+    )
+    monkeypatch.setattr(hostleaks, "forward_listing", lambda: listing)
+    assert hostleaks.forward_accepts() == set()
+    hostleaks.own_forward_bridge("k-r7s1-emgjhfur")
+    assert hostleaks.forward_accepts() == {"kukeon k-r7s1-emgjhfur"}
+
+    # A kukeond run as a process of its own: its bridge, seen at a look, is this session's.
+    monkeypatch.setattr(hostleaks, "bridges", lambda: {"k-seen (10.160.0.1)"})
+    for name in ("nft_tables", "cgroup_roots", "netns_files", "mounts"):
+        monkeypatch.setattr(hostleaks, name, set)
+    assert hostleaks.HostObjects.now().by_kind["iptables FORWARD accept"] == {
+        "kukeon k-r7s1-emgjhfur",
+        "kukeon k-seen",
+    }
+
+
+async def test_an_in_process_kukeonds_forward_accepts_are_noted_before_they_are_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(hostleaks, "LEDGER", hostleaks.Ledger())
+    monkeypatch.setattr(sessions, "note", lambda kind, **fields: None)
+    hostleaks.note_forward_accepts(monkeypatch)
+    # `true` answers every `-C` with "already there": nothing is made, the bridge is noted.
+    assert await ForwardAccepts(iptables="true").allow("k-r7s1-emgjhfur") is False
+    assert hostleaks.LEDGER.forward_bridges == {"k-r7s1-emgjhfur"}

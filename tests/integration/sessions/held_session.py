@@ -3,8 +3,9 @@
 One test brings up what a real session has on the host: the session's etcd and private
 containerd, a container running under a cgroup of the test's (its shim outlives
 containerd), an nft table, a network namespace, a bridge tagged with a node's alias and
-a bind mount under the session's temporary directory, each named through the fixtures'
-``own_*`` functions as the suite's fixtures do. It then writes what it made to the file
+its FORWARD accepts (noted as a kukeond of the session notes them), and a bind mount under
+the session's temporary directory, each named through the fixtures' ``own_*`` functions
+as the suite's fixtures do. It then writes what it made to the file
 ``$KUKEON_TEST_HELD_READY`` names, and waits to be killed.
 """
 
@@ -18,6 +19,7 @@ import subprocess
 from pathlib import Path
 
 from kukeon.runtime.containerd import ContainerdClient
+from kukeon.runtime.network.forward import ForwardAccepts
 from kukeon.runtime.network.veth import owner_alias
 from tests.fixtures import sessions
 from tests.fixtures.containerd import BusyboxImage, PrivateContainerd
@@ -58,6 +60,7 @@ def _host_objects(tmp_path: Path) -> dict[str, str]:
         "nft_table": table,
         "netns_prefix": prefix,
         "link_alias": owner_alias(state_dir),
+        "bridge": bridge,
         "mount": str(tmp_path / "bound"),
     }
 
@@ -87,6 +90,8 @@ async def test_hold_host_objects_until_killed(
     assert record is not None
     assert etcd_server.member.process is not None
     assert containerd_daemon.process is not None
+    objects = _host_objects(tmp_path)
+    await ForwardAccepts().allow(objects["bridge"])  # noted by the leak check's recorder
     made = {
         "record": str(record.directory),
         "etcd": etcd_server.member.process.pid,
@@ -96,7 +101,7 @@ async def test_hold_host_objects_until_killed(
         "shims": containerd_daemon.shim_pids(),
         "container": await tasks.pid(container),
         "cgroup_root": cgroup.path,
-        **_host_objects(tmp_path),
+        **objects,
     }
     ready = Path(os.environ[READY_ENV])
     ready.with_suffix(".tmp").write_text(json.dumps(made))

@@ -1,12 +1,12 @@
 """A SIGKILLed pytest session leaves nothing on the host for good.
 
 A child pytest session (held_session.py) brings up etcd, containerd, a container, an nft
-table, a network namespace, a tagged bridge, a cgroup and a mount, and is SIGKILLed: its
-teardowns never run. Its etcd and containerd die with it (their death signal); the
-shim and the container, which outlive containerd by design, and everything else go at
-the next session's sweep (``tests.fixtures.leftovers``), which never touches a session
-still running. The child keeps its record in a directory of this test's, so the sweep
-here sees no other session of the host.
+table, a network namespace, a tagged bridge and its FORWARD accepts, a cgroup and a mount,
+and is SIGKILLed: its teardowns never run. Its etcd and containerd die with it (their
+death signal); the shim and the container, which outlive containerd by design, and
+everything else go at the next session's sweep (``tests.fixtures.leftovers``), which
+never touches a session still running. The child keeps its record in a directory of this
+test's, so the sweep here sees no other session of the host.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from tests.fixtures import sessions
 from tests.fixtures.hostleaks import (
     SYS_NET,
     cgroup_roots,
+    forward_accepts,
     mounts,
     netns_files,
     nft_tables,
@@ -104,6 +105,7 @@ def test_a_killed_sessions_services_die_with_it_and_the_next_session_sweeps_the_
         shims_and_container = [*made["shims"], made["container"]]
         assert made["shims"]
         assert _alive(*shims_and_container)
+        assert forward_accepts([made["bridge"]]) == {f"kukeon {made['bridge']}"}
 
         assert sweep_dead_sessions(records) == []  # alive: its record and objects stay
         assert Path(made["record"]).is_dir()
@@ -122,6 +124,7 @@ def test_a_killed_sessions_services_die_with_it_and_the_next_session_sweeps_the_
         assert nft_tables([made["nft_table"]]) == set()
         assert netns_files([made["netns_prefix"]]) == set()
         assert _tagged_links(made["link_alias"]) == []
+        assert forward_accepts([made["bridge"]]) == set()
         assert mounts([f"{basetemp}/"]) == set()
         assert not Path(made["etcd_root"]).exists()
         assert not Path(made["containerd_base"]).exists()
