@@ -326,9 +326,9 @@ class SpaceNetworks:
         async def link() -> bool:  # ports left are other nodes' (a fleet sharing the host's)
             return not await bridge_ports(bridge) and await delete_link(bridge)
 
-        async def firewall() -> bool:
+        async def firewall() -> bool:  # the space's own rules first: the CNI chains may fail
             return self.settings.include_firewall and (
-                await remove_idle_firewall_chains() | await self.forward.remove(bridge)
+                await self.forward.remove(bridge) | await remove_idle_firewall_chains()
             )
 
         egress, conflist_gone, bridge_gone, ipam, firewall_gone = await all_of(
