@@ -42,6 +42,7 @@ from .metricstoken import (
 )
 from .node import FLEET
 from .noderoutes import NodeRoutes
+from .peerfence import etcd_reach_route
 from .starterrors import StartupError
 from .statsroutes import StatsRoutes
 from .usage import ScrapeSampler, UsageReader
@@ -146,17 +147,7 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
             request_timeout=settings.request_timeout,
         ).add_routes(runner.app)
     _add_key_rotation(daemon, runner.app)
-    # Requests for cells of other nodes go to those nodes (daemon/forwarding.py).
-    forwarder = Forwarder(
-        registry=daemon.registry,
-        node_name=config.node_name,
-        token_file=config.fleet_token_file,
-        ca_file=config.fleet_ca_file,
-        server_domain=config.fleet_tls_server_domain,
-    )
-    await forwarder.start()
-    on_stop("fleet forwarding", forwarder.close)
-    forwarder.install(runner.app, serves_cells=daemon.controllers is not None)
+    await _start_forwarding(daemon, runner.app, on_stop)
     try:
         await runner.start()
     except ApiServerError as error:
@@ -167,6 +158,29 @@ async def start_endpoints(daemon: Daemon, on_stop: Callable[[str, Stopper], None
     await asyncio.to_thread(share_run_dir, config.run_dir, api_settings(daemon).socket_group)
     if daemon.fleet is not None:  # other nodes find this API in Node.status.apiEndpoint
         await daemon.fleet.agent.set_api_port(runner.tcp_port)
+
+
+async def _start_forwarding(
+    daemon: Daemon, app: web.Application, on_stop: Callable[[str, Stopper], None]
+) -> None:
+    """Requests for cells of other nodes go to those nodes (daemon/forwarding.py); the same
+    client asks the other nodes whether they reach etcd before this node fences, and the
+    route answers theirs (daemon/peerfence.py)."""
+    assert daemon.registry is not None
+    config = daemon.config
+    forwarder = Forwarder(
+        registry=daemon.registry,
+        node_name=config.node_name,
+        token_file=config.fleet_token_file,
+        ca_file=config.fleet_ca_file,
+        server_domain=config.fleet_tls_server_domain,
+    )
+    await forwarder.start()
+    on_stop("fleet forwarding", forwarder.close)
+    if daemon.fleet is not None:
+        etcd_reach_route(daemon.registry, config.node_name).add_routes(app)
+        daemon.fleet.agent.peers.forwarder = forwarder
+    forwarder.install(app, serves_cells=daemon.controllers is not None)
 
 
 def _add_key_rotation(daemon: Daemon, app: web.Application) -> None:

@@ -245,6 +245,27 @@ class Forwarder:
             )
         return self._session
 
+    async def get_from_node(self, node: str, endpoint: str, path: str) -> tuple[int, bytes]:
+        """GET ``path`` of node ``node``'s API at ``endpoint`` as a forwarding goes (the
+        fleet CA, the fleet token, ``X-Kukeon-Forwarded-By``): its status and the first
+        ``MAX_REFUSAL_BYTES`` of its body. The caller bounds the time.
+        ``ForwardingError`` without a fleet token or a usable CA file;
+        ``aiohttp.ClientError`` when the node cannot be reached."""
+        if self._token is None:
+            raise ForwardingError(f"this node ({self.node_name}) has no fleet token")
+        try:
+            await self._forwarding_tls(f"node {node}", node)
+        except ApiError as error:
+            raise ForwardingError(error.message) from error
+        headers = {"Authorization": f"Bearer {self._token}", FORWARDED_BY_HEADER: self.node_name}
+        async with self._client().get(
+            endpoint.rstrip("/") + path,
+            headers=headers,
+            allow_redirects=False,
+            server_hostname=server_hostname(node, self.server_domain),
+        ) as answer:
+            return answer.status, await answer.content.read(MAX_REFUSAL_BYTES)
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -74,7 +74,7 @@ from kukeon.store import (
 from kukeon.store.connection import is_space_exceeded
 
 from .config import DaemonConfig
-from .fencing import FENCE_CHECKS_PER_PERIOD, FenceStep, fence_step
+from .fencing import fencing_watch
 from .keyroutes import rotation_condition
 from .nodefacts import (
     api_endpoint,
@@ -85,6 +85,7 @@ from .nodefacts import (
     read_capacity,
     runtime_condition,
 )
+from .peerfence import PeerCheck
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,17 @@ class NodeAgent:
         self.cells = cells
         """Stopped when stale (at start) or fenced; None: the node runs no cells."""
         self.fence_after = config.fence_after
-        self.fenced = False
         self.config = config
+        self._retry_now = asyncio.Event()
+        """Set to cut the heartbeat's back-off short (the fencing watch: etcd is back)."""
+        self.fencing = fencing_watch(config, cells, self.silent_for, self._retry_now.set)
+        self.peers = PeerCheck(
+            registry=registry,
+            node_name=config.node_name,
+            interval=config.node_heartbeat_seconds,
+            in_contact=lambda: self.silent_for() < self.fence_after / 2,
+        )
+        """Whom the fencing watch asks before it fences (``peerfence``)."""
         self.containerd = containerd
         self.node_name = config.node_name
         self.heartbeat_key = (heartbeat_prefix(registry.key_prefix) + self.node_name).encode()
@@ -189,7 +199,7 @@ class NodeAgent:
         """When etcd last confirmed the lease lost last (0: none), while no new one is held."""
         self._supervisor = supervisor if supervisor is not None else Supervisor()
         self._task: SupervisedTask | None = None
-        self._fencing: SupervisedTask | None = None
+        self._fencing: list[SupervisedTask] = []
         self.runtime_unreachable: str | None = None
         """Why containerd did not answer the last heartbeat's check (None: it did)."""
         self.disk_pressure = False
@@ -222,10 +232,24 @@ class NodeAgent:
         else:  # another kukeond's node: the loop takes part once the name is ours
             self._labels_owed = True
         self._task = self._supervisor.start("kukeon-node-heartbeat", self._run, component=FLEET)
-        if self.cells is not None and self.config.fences:
-            self._fencing = self._supervisor.start(
-                "kukeon-node-fencing", self._watch_fencing, component=FLEET
-            )
+        if self.fencing is not None:
+            self.fencing.ask = self.peers.ask
+            self._fencing = [
+                self._supervisor.start(name, loop, component=FLEET)
+                for name, loop in (
+                    ("kukeon-node-fencing", self._watch_fencing),
+                    ("kukeon-node-peers", self.peers.run),
+                )
+            ]
+
+    @property
+    def fenced(self) -> bool:
+        return self.fencing is not None and self.fencing.fenced
+
+    @property
+    def fence_held(self) -> bool:
+        """The fence is due but held: every peer says etcd is down for it too."""
+        return self.fencing is not None and self.fencing.held
 
     async def _take_part(self) -> None:
         """Register, stop the stale copies, take the lease and beat (the start's steps)."""
@@ -277,34 +301,8 @@ class NodeAgent:
         return time.monotonic() - confirmed if confirmed else 0.0
 
     async def _watch_fencing(self) -> None:
-        cells = self.cells
-        assert cells is not None
-        period = min(1.0, self.fence_after / FENCE_CHECKS_PER_PERIOD)
-        while True:
-            await asyncio.sleep(period)
-            if not self.gate.is_open():  # not this process's node to fence or bring back
-                continue
-            step = fence_step(
-                silent_for=self.silent_for(), fence_after=self.fence_after, fenced=self.fenced
-            )
-            if step is FenceStep.FENCE:
-                log.warning(
-                    "node %s: heartbeat lease not renewed for %.1fs (fenceAfterSeconds %g): "
-                    "fencing",
-                    self.node_name,
-                    self.silent_for(),
-                    self.fence_after,
-                )
-                self.fenced = True
-                await cells.fence()
-            elif step is FenceStep.UNFENCE:
-                try:
-                    await cells.unfence()
-                except Exception as error:  # etcd not answering yet: next look
-                    log.info("node %s: unfencing postponed (%r)", self.node_name, error)
-                    continue
-                self.fenced = False
-                log.info("node %s: heartbeat lease renewed again, unfenced", self.node_name)
+        assert self.fencing is not None
+        await self.fencing.run(self.gate.is_open)  # not this process's node while closed
 
     async def _register(self) -> None:
         """Create the Node, or bring an existing one's labels up to date with the config.
@@ -535,7 +533,8 @@ class NodeAgent:
                 continue
             session = self._session  # None: none taken yet (etcd was full at the start)
             if failures:
-                await asyncio.sleep(heartbeat_retry_delay(failures))
+                await wait_event(self._retry_now, heartbeat_retry_delay(failures))
+                self._retry_now.clear()
             elif session is not None:
                 await wait_event(session.lost, self.config.node_heartbeat_seconds)
             try:
@@ -612,9 +611,9 @@ class NodeAgent:
         log.info("node %s: the node name is this one's again: beating", self.node_name)
 
     async def stop(self) -> None:
-        if self._fencing is not None:
-            await self._fencing.stop()
-            self._fencing = None
+        for task in self._fencing:
+            await task.stop()
+        self._fencing = []
         if self._task is not None:
             await self._task.stop()
             self._task = None
@@ -688,6 +687,7 @@ async def start_fleet(
     scheduler.heartbeats.holds_own_lease = agent.holds_lease
     op.metrics.node_lease_unconfirmed.set_function(agent.silent_for)
     op.metrics.node_fenced.set_function(lambda: float(agent.fenced))
+    op.metrics.node_fence_held.set_function(lambda: float(agent.fence_held))
     try:
         await agent.start()
     except BaseException:

@@ -90,9 +90,12 @@ class FrameworkMetrics:
             ["reason"],
             registry=registry,
         )
-        self.node_name_displaced, self.node_lease_unconfirmed, self.node_fenced = _node_gauges(
-            registry
-        )
+        (
+            self.node_name_displaced,
+            self.node_lease_unconfirmed,
+            self.node_fenced,
+            self.node_fence_held,
+        ) = _node_gauges(registry)
         self.events_written_total = Counter(
             "kukeon_events_written_total",
             "Event writes, new Events and repeats (a repeat bumps the count of its Event).",
@@ -100,8 +103,9 @@ class FrameworkMetrics:
         )
 
 
-def _node_gauges(registry: CollectorRegistry) -> tuple[Gauge, Gauge, Gauge]:
-    """kukeon_node_name_displaced, kukeon_node_lease_unconfirmed_seconds, kukeon_node_fenced."""
+def _node_gauges(registry: CollectorRegistry) -> tuple[Gauge, Gauge, Gauge, Gauge]:
+    """kukeon_node_name_displaced, kukeon_node_lease_unconfirmed_seconds, kukeon_node_fenced,
+    kukeon_node_fence_held."""
     displaced = Gauge(
         "kukeon_node_name_displaced",
         "1 while another live kukeond's lease holds this process's node name: this one "
@@ -122,7 +126,14 @@ def _node_gauges(registry: CollectorRegistry) -> tuple[Gauge, Gauge, Gauge]:
         "renewed heartbeat lease), 0 otherwise.",
         registry=registry,
     )
-    return displaced, unconfirmed, fenced
+    held = Gauge(
+        "kukeon_node_fence_held",
+        "1 while this node's fence is due (its lease unconfirmed past fenceAfterSeconds) "
+        "but held: every peer it knew answered that etcd is down for it too, so no cell "
+        "can be moved and its cells run on; 0 otherwise.",
+        registry=registry,
+    )
+    return displaced, unconfirmed, fenced, held
 
 
 _lock = threading.Lock()

@@ -95,6 +95,13 @@ class StoreHealth:
             retry_after_seconds=RETRY_AFTER_SECONDS,
         )
 
+    async def reachable(self) -> bool:
+        """Whether etcd answers now: the probe in flight, or a new one (bounded by
+        ``PROBE_TIMEOUT_SECONDS``); False at once right after one failed. However many
+        ask, one probe at a time goes to etcd (a peer's question, ``daemon.peerfence``)."""
+        probe = self._probe_in_flight()
+        return False if probe is None else await asyncio.shield(probe)
+
     def _probe_in_flight(self) -> asyncio.Task[bool] | None:
         """The probe under way, or a new one; None right after one failed."""
         if self._probing is not None and not self._probing.done():
