@@ -5,7 +5,10 @@ accepts only clients that show a certificate of its own CA: a local user who can
 its listener but cannot read the key (``0600`` in a ``0700`` directory) gets nothing.
 ``ensure_pki`` makes the files on first use and keeps them afterwards; it makes again only
 what is missing, unparseable, not signed by the current CA, not matching its key, short of
-a requested name, or within ``RENEW_BEFORE`` of expiry (a new CA brings new leaves).
+a requested name, within ``RENEW_BEFORE`` of expiry or past it, or not valid yet by the
+clock (a new CA brings new leaves); a certificate made again for its dates is said in a
+warning. Each is valid from ``BACKDATE`` before it is made, so a clock stepped back by
+less than that finds it valid still.
 
 - ``ca.crt``/``ca.key``: the CA (EC P-256, ``CA_DAYS``).
 - ``member.crt``/``member.key``: etcd's own certificate, for the client listener and the
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import ipaddress
+import logging
 import os
 import ssl
 import sys
@@ -38,6 +42,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kukeon.fileio import write_atomically
 
+log = logging.getLogger(__name__)
+
 DEFAULT_HOSTS = ("127.0.0.1", "localhost")
 """The names an etcd on loopback is dialed by (the embedded etcd, on unix sockets, asks
 for its own: ``EmbeddedEtcd``)."""
@@ -47,6 +53,12 @@ CA_DAYS = 3650
 LEAF_DAYS = 1825
 RENEW_BEFORE = datetime.timedelta(days=30)
 """A certificate this close to its end is replaced at the next ``ensure_pki``."""
+BACKDATE = datetime.timedelta(days=2)
+"""How long before it is made a certificate is valid from. A clock stepped back after the
+files were made (NTP correcting a host that booted ahead: a hardware clock kept in local
+time, a VM resumed from an old snapshot) would otherwise find them not valid yet, and
+etcd and its clients refuse such a certificate at every new connection until the clock
+passes its start: an hour covered only a member slightly behind another."""
 
 _KEY_MODE = 0o600
 _CERT_MODE = 0o600  # nothing here needs to be read by anyone but root
@@ -163,8 +175,27 @@ def _load(
     return key, cert
 
 
-def _fresh(cert: x509.Certificate, now: datetime.datetime) -> bool:
-    return cert.not_valid_before_utc <= now and cert.not_valid_after_utc - RENEW_BEFORE > now
+def _stale(cert: x509.Certificate, now: datetime.datetime) -> str | None:
+    """Why ``cert`` cannot serve on (None: it can), as the clock reads ``now``."""
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    if start > now:
+        return (
+            f"it is not valid before {_shown(start)} and the clock reads {_shown(now)}: "
+            "was the clock stepped back since it was made?"
+        )
+    if end <= now:
+        return f"it expired at {_shown(end)} (the clock reads {_shown(now)})"
+    if end - RENEW_BEFORE <= now:
+        return f"it expires at {_shown(end)}, within {RENEW_BEFORE.days} days"
+    return None
+
+
+def _shown(when: datetime.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _remade(path: Path, why: str) -> None:
+    log.warning("etcd certificate %s is made again: %s", path, why)
 
 
 def _builder(
@@ -177,8 +208,7 @@ def _builder(
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        # An hour of slack for a clock that is slightly behind on another member.
-        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_before(now - BACKDATE)
         .not_valid_after(now + datetime.timedelta(days=days))
     )
 
@@ -247,13 +277,9 @@ def _make_leaf(
     return key, builder.sign(ca_key, hashes.SHA256())
 
 
-def _leaf_ok(
-    cert: x509.Certificate,
-    ca_cert: x509.Certificate,
-    hosts: Sequence[str],
-    now: datetime.datetime,
-) -> bool:
-    if not _fresh(cert, now) or cert.issuer != ca_cert.subject:
+def _leaf_ok(cert: x509.Certificate, ca_cert: x509.Certificate, hosts: Sequence[str]) -> bool:
+    """Signed by ``ca_cert`` and naming every one of ``hosts`` (its dates: ``_stale``)."""
+    if cert.issuer != ca_cert.subject:
         return False
     try:
         cert.verify_directly_issued_by(ca_cert)
@@ -281,7 +307,10 @@ def ensure_pki(directory: Path, *, hosts: Sequence[str] = DEFAULT_HOSTS) -> Etcd
     now = _now()
 
     ca = _load(pki.ca_key_file, pki.ca_file)
-    new_ca = ca is None or not _fresh(ca[1], now)
+    why = None if ca is None else _stale(ca[1], now)
+    new_ca = ca is None or why is not None
+    if why is not None:
+        _remade(pki.ca_file, f"{why} (the leaves are made again under the new CA)")
     if ca is None or new_ca:
         ca = _make_ca()
         _save(*ca, pki.ca_key_file, pki.ca_file)
@@ -304,7 +333,10 @@ def ensure_pki(directory: Path, *, hosts: Sequence[str] = DEFAULT_HOSTS) -> Etcd
     )
     for key_file, cert_file, common_name, usages, names in leaves:
         current = None if new_ca else _load(key_file, cert_file)
-        if current is not None and _leaf_ok(current[1], ca[1], names, now):
+        why = None if current is None else _stale(current[1], now)
+        if why is not None:
+            _remade(cert_file, why)
+        elif current is not None and _leaf_ok(current[1], ca[1], names):
             # Keys written by an older version may be wider than 0600.
             for path in (key_file, cert_file):
                 if path.stat().st_mode & 0o077:

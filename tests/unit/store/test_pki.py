@@ -166,3 +166,65 @@ def test_command_line_entry_point(tmp_path: Path) -> None:
     member = _cert(tmp_path / "pki" / "member.crt")
     names = member.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert [str(a) for a in names.get_values_for_type(x509.IPAddress)] == ["10.0.0.1"]
+
+
+def test_a_clock_stepped_back_a_day_finds_the_certificates_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host that made them with its clock ahead (a hardware clock in local time, a VM
+    resumed) and was corrected back: they are kept, and etcd and its clients take them."""
+    pki = ensure_pki(tmp_path)
+    before = _contents(pki)
+    earlier = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
+    monkeypatch.setattr(pki_module, "_now", lambda: earlier)
+    ensure_pki(tmp_path)
+    assert _contents(pki) == before
+    for path in (pki.ca_file, pki.member_cert_file, pki.client_cert_file):
+        assert _cert(path).not_valid_before_utc <= earlier
+
+
+def test_a_clock_stepped_back_past_their_start_makes_them_again_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pki = ensure_pki(tmp_path)
+    before = _contents(pki)
+    earlier = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=3)
+    monkeypatch.setattr(pki_module, "_now", lambda: earlier)
+    with caplog.at_level("WARNING", logger=pki_module.__name__):
+        ensure_pki(tmp_path)
+    after = _contents(pki)
+    assert all(after[name] != before[name] for name in after)
+    for leaf in (pki.member_cert_file, pki.client_cert_file):
+        _cert(leaf).verify_directly_issued_by(_cert(pki.ca_file))
+        assert _cert(leaf).not_valid_before_utc <= earlier
+    [said] = [r.getMessage() for r in caplog.records]
+    assert str(pki.ca_file) in said
+    assert "not valid before" in said
+    assert "stepped back" in said
+
+
+def test_an_expired_certificate_is_made_again_and_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pki = ensure_pki(tmp_path)
+    later = _cert(pki.ca_file).not_valid_after_utc + datetime.timedelta(days=1)
+    monkeypatch.setattr(pki_module, "_now", lambda: later)
+    with caplog.at_level("WARNING", logger=pki_module.__name__):
+        ensure_pki(tmp_path)
+    assert _cert(pki.ca_file).not_valid_after_utc > later
+    [said] = [r.getMessage() for r in caplog.records]
+    assert "expired at" in said
+
+
+def test_a_leaf_close_to_its_end_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    pki = ensure_pki(tmp_path)
+    end = _cert(pki.client_cert_file).not_valid_after_utc
+    later = end - pki_module.RENEW_BEFORE + datetime.timedelta(days=1)
+    monkeypatch.setattr(pki_module, "_now", lambda: later)
+    with caplog.at_level("WARNING", logger=pki_module.__name__):
+        ensure_pki(tmp_path)
+    said = sorted(r.getMessage() for r in caplog.records)
+    assert len(said) == 2  # the member and client leaves; the CA has years left
+    assert all("within 30 days" in line for line in said)
