@@ -320,6 +320,27 @@ def test_the_default_hostname_is_not_in_the_spec_digest() -> None:
         ("app:", PASSWD, GROUP, "user", "must be user, uid, user:group or uid:gid"),
         (str(2**32), PASSWD, GROUP, "user", "out of range"),
         ("1:" + str(2**32), PASSWD, GROUP, "user", "out of range"),
+        # runc's bound: it refuses 'uids and gids must be in range 0-2147483647'.
+        (str(2**31), PASSWD, GROUP, "user", "id 2147483648 is out of range (at most 2147483647)"),
+        # ids the image's files give, which runc refused on the node (or could not decode)
+        ("max", "max:x:4294967295:0::/:\n", GROUP, "user", "'max' has uid 4294967295 in"),
+        ("neg", "neg:x:-1:0::/:\n", GROUP, "user", "'neg' has uid -1 in the image's /etc/passwd"),
+        ("app", "app:x:1:-2::/:\n", GROUP, "user", "'app' has gid -2 in the image's /etc/passwd"),
+        ("1", "app:x:1:2147483648::/:\n", None, "user", "'app' has gid 2147483648"),
+        (
+            "0:big",
+            PASSWD,
+            "big:x:99999999999:\n",
+            "user",
+            "'big' has gid 99999999999 in the image's /etc/group",
+        ),
+        (
+            "app",
+            "app:x:1:1::/:\n",
+            "neg:x:-3:app\n",
+            "user",
+            "'neg' has gid -3 in the image's /etc/group",
+        ),
     ],
 )
 def test_user_errors_name_the_user(

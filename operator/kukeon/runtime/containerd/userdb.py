@@ -30,7 +30,10 @@ from kukeon.runtime.containerd.specerrors import FieldError
 
 USER_DATABASE_FILES: Final = ("etc/passwd", "etc/group")
 _MAX_USER_DATABASE_BYTES: Final = 4 * 1024 * 1024
-_MAX_ID: Final = 2**32 - 2
+_MAX_ID: Final = 2**31 - 1
+"""runc's bound (its libcontainer/user: 'uids and gids must be in range 0-2147483647'),
+below the kernel's 2^32-2: a larger id failed the container's create on the node, retried
+for ever as an unexpected error."""
 
 
 # --- parsing and resolving ----------------------------------------------------------------
@@ -116,14 +119,16 @@ def resolve_user(
     if group_part:
         gid = _resolve_gid(group_part, field, groups, has_group=group is not None)
     else:
-        gid = entry.gid if entry is not None else 0
+        gid = _image_id(entry.gid, "gid", entry.name, field) if entry is not None else 0
 
     # docker's rules (runc's user lookup): the groups listing the user are added only when
     # `user` names no group (`app:app` runs with exactly that group, as `docker run -u`);
     # a uid the image does not list has no home but `/`, root's included.
     additional: list[int] = []
     if entry is not None and not group_part:
-        additional = sorted({g.gid for g in groups if entry.name in g.members} - {gid})
+        listing = [g for g in groups if entry.name in g.members]
+        ids = {_image_id(g.gid, "gid", g.name, field, file="group") for g in listing}
+        additional = sorted(ids - {gid})
     home = entry.home if entry is not None else "/"
     return ResolvedUser(uid, gid, additional, home)
 
@@ -164,7 +169,7 @@ def _resolve_uid(
     entry = next((e for e in users if e.name == user), None)
     if entry is None:
         raise FieldError(field, f"user {user!r} not found in the image's /etc/passwd")
-    return entry.uid, entry
+    return _image_id(entry.uid, "uid", user, field), entry
 
 
 def _resolve_gid(group: str, field: str, groups: Sequence[GroupEntry], *, has_group: bool) -> int:
@@ -175,7 +180,7 @@ def _resolve_gid(group: str, field: str, groups: Sequence[GroupEntry], *, has_gr
     entry = next((g for g in groups if g.name == group), None)
     if entry is None:
         raise FieldError(field, f"group {group!r} not found in the image's /etc/group")
-    return entry.gid
+    return _image_id(entry.gid, "gid", group, field, file="group")
 
 
 def _is_number(text: str) -> bool:
@@ -186,6 +191,18 @@ def _is_number(text: str) -> bool:
 def _check_id(value: int, field: str) -> int:
     if value > _MAX_ID:
         raise FieldError(field, f"id {value} is out of range (at most {_MAX_ID})")
+    return value
+
+
+def _image_id(value: int, kind: str, name: str, field: str, *, file: str = "passwd") -> int:
+    """An id the image's /etc/passwd or /etc/group gives ``name``, if runc can take it (the
+    image's author wrote it: -1, 2^32-1 or more failed the create on the node)."""
+    if not 0 <= value <= _MAX_ID:
+        raise FieldError(
+            field,
+            f"{name!r} has {kind} {value} in the image's /etc/{file}, out of range "
+            f"(0 to {_MAX_ID})",
+        )
     return value
 
 
