@@ -60,6 +60,7 @@ from kukeon.runtime.idranges import (
 from kukeon.runtime.network.bridge import instance_tag
 from kukeon.runtime.network.egress import CELL_CONNECTIONS_MAX, DEFAULT_CELL_CONNECTIONS
 from kukeon.store.endpoints import UNIX_SCHEMES, endpoint_scheme, split_endpoint, unix_socket_path
+from kukeon.store.health import PEER_ASK_TIMEOUT_SECONDS
 
 ENV_PREFIX = "KUKEON_"
 DEFAULT_LOG_ROTATION = LogRotation()
@@ -555,13 +556,19 @@ class DaemonConfig(BaseModel):
     def _fencing_before_replacement(self, info: ValidationInfo) -> DaemonConfig:
         if info.context and info.context.get(_PARTIAL):
             return self
-        limit = self.node_lease_ttl + self.node_lost_timeout
+        # The fence comes after its peers are asked (up to PEER_ASK_TIMEOUT_SECONDS late).
+        limit = self.node_lease_ttl + self.node_lost_timeout - PEER_ASK_TIMEOUT_SECONDS
         if self.fence_after_seconds is not None and self.fence_after_seconds >= limit:
             raise PydanticCustomError(
                 "fence_after",
                 "fenceAfterSeconds ({fence}) must be below nodeLeaseTtl + nodeLostTimeout "
-                "({limit}): a node must be fenced before its cells are placed elsewhere",
-                {"fence": self.fence_after_seconds, "limit": limit},
+                "- {ask}s of asking the peers ({limit}): a node must be fenced before its "
+                "cells are placed elsewhere",
+                {
+                    "fence": self.fence_after_seconds,
+                    "ask": PEER_ASK_TIMEOUT_SECONDS,
+                    "limit": limit,
+                },
             )
         if self.fence_after_seconds is not None and not self.fences:
             raise PydanticCustomError(

@@ -37,7 +37,12 @@ from kukeon.apiserver.request import refuse_body
 from kukeon.apiserver.status import ApiError
 from kukeon.controllers.scheduler import alive_nodes
 from kukeon.store import Registry
-from kukeon.store.health import PROBE_TIMEOUT_SECONDS, StoreHealth, health_of
+from kukeon.store.health import (
+    PEER_ANSWER_TIMEOUT_SECONDS,
+    PEER_ASK_TIMEOUT_SECONDS,
+    StoreHealth,
+    health_of,
+)
 
 from .forwarding import Forwarder, ForwardingError
 
@@ -45,9 +50,9 @@ log = logging.getLogger(__name__)
 
 SUBRESOURCE = "etcdreach"
 KIND = "NodeEtcdReach"
-ANSWER_TIMEOUT = PROBE_TIMEOUT_SECONDS + 0.5
+ANSWER_TIMEOUT = PEER_ANSWER_TIMEOUT_SECONDS
 """The longest a node takes to answer (its probe's deadline, and a margin)."""
-ASK_TIMEOUT = ANSWER_TIMEOUT + 1.5
+ASK_TIMEOUT = PEER_ASK_TIMEOUT_SECONDS
 """The longest a node waits for a peer's answer: past it, that peer did not answer."""
 VIEW_READ_TIMEOUT = 5.0
 

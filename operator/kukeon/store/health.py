@@ -36,6 +36,12 @@ CHECK_WAIT_SECONDS = 0.5
 """How long a request waits for the probe before it is refused."""
 PROBE_TIMEOUT_SECONDS = 2.0
 """The deadline of one probe (an etcd that hangs, SIGSTOPped or partitioned)."""
+PEER_ANSWER_TIMEOUT_SECONDS = PROBE_TIMEOUT_SECONDS + 0.5
+"""The longest a fleet node takes to tell a peer whether it reaches etcd (its probe's
+deadline, and a margin; ``daemon/peerfence.py``)."""
+PEER_ASK_TIMEOUT_SECONDS = PEER_ANSWER_TIMEOUT_SECONDS + 1.5
+"""The longest a node cut off from etcd waits for its peers' answers before it fences: a
+fence comes up to this late (``fenceAfterSeconds`` keeps below the replacement by it)."""
 PROBE_MIN_GAP_SECONDS = 0.5
 """After a failed probe, requests are refused without another for this long (an etcd
 that refuses connections would otherwise be asked once per request)."""

@@ -117,6 +117,10 @@ def test_fencing_happens_before_replacement() -> None:
     assert DaemonConfig(**FLEET_ETCD, fence_after_seconds=20).fence_after == 20
     with pytest.raises(ValueError, match="fenceAfterSeconds"):
         DaemonConfig(**FLEET_ETCD, fence_after_seconds=340)  # nodeLeaseTtl + nodeLostTimeout
+    # ... less the peers' answers waited for before fencing (helper-231's FencingWatch)
+    with pytest.raises(ValueError, match=r"fenceAfterSeconds \(337.0\) must be below .* \(336.0\)"):
+        DaemonConfig(**FLEET_ETCD, fence_after_seconds=337)
+    assert DaemonConfig(**FLEET_ETCD, fence_after_seconds=335).fence_after == 335
 
 
 def test_a_node_on_the_embedded_etcd_never_fences() -> None:
