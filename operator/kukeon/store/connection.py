@@ -27,6 +27,8 @@ once (``EtcdAway``, before anything is sent) until a probe or a request gets an 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +60,8 @@ T = TypeVar("T")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 """Receive limit of the channel: list pages and watch batches stay far below it."""
+
+log = logging.getLogger(__name__)
 
 _REQUIRE_LEADER = ("hasleader", "true")
 Metadata = tuple[tuple[str, str], ...]
@@ -138,6 +142,22 @@ def _read_optional(path: Path | None) -> bytes | None:
     return path.read_bytes() if path is not None else None
 
 
+FileStamp = tuple[int, int] | None
+
+
+def _stamps(paths: Sequence[Path | None]) -> tuple[FileStamp, ...]:
+    """Each file's inode and modification time (None: no such file): what a rewrite changes
+    (``pki``'s atomic writes give a new inode)."""
+    stamps: list[FileStamp] = []
+    for path in paths:
+        try:
+            facts = os.stat(path) if path is not None else None
+        except OSError:
+            facts = None
+        stamps.append(None if facts is None else (facts.st_ino, facts.st_mtime_ns))
+    return tuple(stamps)
+
+
 class EtcdClient(aetcd.Client):  # type: ignore[misc]
     """aetcd's client over a channel built from an ``EtcdConfig``."""
 
@@ -158,6 +178,8 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         """Endpoints whose names did not resolve when the channel was opened."""
         self._reopen = False
         self._mended_at = -_RECHECK_SECONDS
+        self._tls_stamps: tuple[FileStamp, ...] = ()
+        """The TLS files as the channel was opened with them."""
         self._retired: set[grpc.aio.Channel] = set()
         self._closing: set[asyncio.Future[None]] = set()
         self.health = StoreHealth(self._probe)
@@ -224,6 +246,8 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
             return grpc.aio.insecure_channel(
                 target, options=self._channel_options(), interceptors=list(self.config.interceptors)
             )
+        # Stamped before they are read: a rewrite in between is found by the next ``mend``.
+        self._tls_stamps = await asyncio.to_thread(_stamps, self._tls_files())
         ca, cert, key = await asyncio.to_thread(
             lambda: (
                 _read_optional(self.config.ca_file),
@@ -257,14 +281,28 @@ class EtcdClient(aetcd.Client):  # type: ignore[misc]
         finally:
             self._is_connecting = False
 
+    def _tls_files(self) -> tuple[Path | None, ...]:
+        return (self.config.ca_file, self.config.cert_file, self.config.key_file)
+
     async def mend(self) -> None:
         """After a failed request: when endpoints were left out of the channel (their names
-        did not resolve) and one resolves now, have the next ``connect`` reopen it with
-        them. Checked at most every few seconds; a channel that works is never reopened."""
+        did not resolve) and one resolves now, or the TLS files were written again since
+        it was opened (``pki`` made new certificates: a clock stepped back before theirs,
+        an expiry; an operator's rotation), have the next ``connect`` reopen it with them.
+        Checked at most every few seconds; a channel that works is never reopened."""
         loop = asyncio.get_running_loop()
-        if not self._left_out or self._reopen or loop.time() - self._mended_at < _RECHECK_SECONDS:
+        if self._reopen or loop.time() - self._mended_at < _RECHECK_SECONDS:
+            return
+        tls = self.config.uses_tls and any(self._tls_files())
+        if not self._left_out and not tls:
             return
         self._mended_at = loop.time()
+        if tls and await asyncio.to_thread(_stamps, self._tls_files()) != self._tls_stamps:
+            log.info("etcd's TLS files changed since the channel was opened: opening it again")
+            self._reopen = True
+            return
+        if not self._left_out:
+            return
         states = await check_endpoints(self._left_out, within=min(self.config.dial_timeout, 1.0))
         self._reopen = any(state.addresses for state in states)
 

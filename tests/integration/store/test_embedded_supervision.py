@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import logging
 import os
 import shutil
@@ -26,6 +27,7 @@ import pytest
 
 from kukeon.api import Kind
 from kukeon.store import EmbeddedEtcd, EtcdConfig, Registry
+from kukeon.store import pki as pki_module
 from tests.fixtures.services import require_binary
 
 from .objects import realm
@@ -195,3 +197,36 @@ async def test_etcd_killed_alone_is_started_again(
     await asyncio.sleep(1.0)
     assert not etcd.running
     assert not (root / "etcd" / "etcd.pid").exists()
+
+
+async def test_certificates_made_again_at_a_restart_are_taken_by_running_clients(
+    root: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """etcd killed alone while the clock reads days before its certificates were made (a
+    clock stepped back): the supervisor's start makes a new CA and leaves (``ensure_pki``,
+    which says why), and a client whose channel was opened with the old ones opens it again
+    with the new files (``EtcdClient.mend``) instead of failing every handshake until its
+    owner restarts."""
+    binary = require_binary("etcd", "etcd-server")
+    caplog.set_level(logging.INFO)
+    etcd = EmbeddedEtcd(data_dir=root / "etcd", binary=binary, restart_on_exit=True)
+    await etcd.start()
+    try:
+        old_ca = etcd.pki.ca_file.read_bytes()
+        async with await Registry.connect(etcd.config(retry_timeout=30.0)) as registry:
+            await registry.create(realm("before"))
+            stepped = datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=3)
+            monkeypatch.setattr(pki_module, "_now", lambda: stepped)
+            first_pid = etcd.member.pid
+            assert first_pid is not None
+            os.kill(first_pid, signal.SIGKILL)
+            await _wait_dead(first_pid, within=5.0)
+            await registry.create(realm("after"))
+            names = {item.metadata.name for item in (await registry.list(Kind.REALM)).items}
+            assert names == {"before", "after"}
+        assert etcd.pki.ca_file.read_bytes() != old_ca
+        said = [r.getMessage() for r in caplog.records]
+        assert any("is made again" in line and "stepped back" in line for line in said), said
+        assert any("TLS files changed" in line for line in said), said
+    finally:
+        await etcd.stop()
