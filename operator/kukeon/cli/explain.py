@@ -8,6 +8,7 @@ through lists (`spec.containers.image`) and maps (their values) as kubectl's doe
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -59,11 +60,17 @@ def _required(node: Schema) -> set[str]:
     return set(_element(node).get("required") or ())
 
 
+# A sentence ends at a period and a space, but not the period of "e.g." or "i.e." (the
+# descriptions' abbreviations): "Permissions of a tmpfs root, e.g. 0755; ..." was cut to
+# "Permissions of a tmpfs root, e.g." in a kind's FIELDS.
+_SENTENCE_END = re.compile(r"(?<!\be\.g)(?<!\bi\.e)\. ")
+
+
 def _one_line(description: str) -> str:
     """The first sentence (or line) of a description."""
     first = description.strip().split("\n\n")[0].replace("\n", " ")
-    sentence, dot, _ = first.partition(". ")
-    return sentence + ("." if dot else "")
+    end = _SENTENCE_END.search(first)
+    return first if end is None else first[: end.start() + 1]
 
 
 def _description(node: Schema) -> str:

@@ -129,3 +129,14 @@ def test_every_field_of_every_kind_can_be_explained(monkeypatch: pytest.MonkeyPa
 
     for kind in Kind:
         assert walk(structural_schema(kind, with_metadata=True), []) > 3
+
+
+def test_a_fields_line_is_not_cut_at_an_abbreviation() -> None:
+    """A field's line in FIELDS is its description's first sentence, and "e.g." ends none:
+    it read "Permissions of a tmpfs root, e.g." (and "... (e.g." for tmpfs options)."""
+    volumes = render(Kind.CELL, ["spec", "containers", "volumes"])
+    assert "  mode\t<integer>\n    Permissions of a tmpfs root, e.g. 0755; a bind" in volumes
+    devices = render(Kind.CELL, ["spec", "containers"])
+    assert "at the same path, e.g. `/dev/kvm`.\n" in devices
+    # A sentence still ends at its period.
+    assert "  id\t<string> -required-\n    The container's name, unique in its cell.\n" in devices
