@@ -34,6 +34,7 @@ from kukeon.api import (
     to_request_document,
 )
 from kukeon.api.labelrules import ANNOTATIONS_MAX_BYTES
+from kukeon.api.profilerun import MAX_CELL_BYTES
 from kukeon.api.realm import REVEAL_CONTEXT
 from kukeon.api.threeway import three_way
 
@@ -219,6 +220,13 @@ def _with_record(annotations: dict[str, str], record: str) -> dict[str, str]:
         raise RecordTooLargeError(
             f"metadata.annotations: {size} bytes of keys and values, more than "
             f"{ANNOTATIONS_MAX_BYTES} (without the record apply adds); nothing was written"
+        )
+    if (whole := len(record.encode())) > MAX_CELL_BYTES:
+        # The object itself is over what the registry stores: `create -f` and `edit`, the
+        # advice below, would be refused too (413), so that is said instead.
+        raise RecordTooLargeError(
+            f"the manifest is {whole} bytes (as compact JSON), more than the {MAX_CELL_BYTES} "
+            "bytes the server stores of one object; nothing was written"
         )
     noted = {**annotations, LAST_APPLIED_ANNOTATION: record}
     size = _annotations_size(noted)

@@ -256,6 +256,23 @@ def test_annotations_too_large_without_the_record_are_said_so() -> None:
         assert "create -f" not in str(refused.value)
 
 
+def test_a_manifest_larger_than_an_object_is_said_so() -> None:
+    """A 2 MB env value: the refusal advised `create -f` or `edit`, which record nothing,
+    but the server refuses the object itself (413), so the advice led nowhere."""
+    manifest = _cell(
+        {}, containers=[{"id": "main", "image": "busybox", "env": ["X=" + "x" * 2_000_000]}]
+    )
+    with pytest.raises(RecordTooLargeError) as created:
+        with_last_applied(manifest)
+    with pytest.raises(RecordTooLargeError) as updated:
+        applied_object(manifest, _stored(_cell({})))
+    for refused in (created, updated):
+        said = str(refused.value)
+        assert said.startswith("the manifest is 20001")
+        assert "more than the 1048576 bytes the server stores of one object" in said
+        assert "create -f" not in said
+
+
 class _Server:
     """A server with nothing stored: every create is counted."""
 
