@@ -62,7 +62,7 @@ from .cellstate import (
     restart_owed,
     restart_pause_seconds,
 )
-from .restartwaits import RestartWait, counted_due
+from .restartwaits import RestartWait, counted_due, counted_start
 
 CONTAINER_FAILED = "ContainerFailed"
 """A cell's reason while it is in Error: a container ended with a failure, not restarted."""
@@ -436,7 +436,7 @@ def _after_exit(
     # comes back, decides the same pause.
     loop = crash_loop_restarts(
         backoff_restarts=status.backoff_restarts or 0,
-        started_at=status.start_time,
+        started_at=counted_start(inputs.restart_wait, status.start_time, exited.finished),
         finished_at=exited.finished,
     )
     pause = restart_pause_seconds(backoff_seconds=spec.restart_backoff_seconds, loop_restarts=loop)

@@ -8,7 +8,7 @@ container restarted at the step; a step back waited the whole pause again from t
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from kukeon.api import ContainerStatus
 from kukeon.controllers.cellplan import ContainerInputs, ContainerPlan, StartTask, plan_container
@@ -41,9 +41,15 @@ def stored(status: ContainerStatus) -> ContainerStatus:
 
 
 def a_pass(
-    clocks: Clocks, waits: RestartWaits | None, previous: ContainerStatus, *, backoff: int = 10
+    clocks: Clocks,
+    waits: RestartWaits | None,
+    previous: ContainerStatus,
+    *,
+    backoff: int | None = 10,
+    exit_at: datetime = T0,
 ) -> ContainerPlan:
-    """A pass over a container (restartBackoffSeconds ``backoff``) whose task exited at T0."""
+    """A pass over a container (restartBackoffSeconds ``backoff``; None: CrashLoopBackOff)
+    whose task exited at ``exit_at``, as containerd timed it (the wall clock)."""
     return plan_container(
         ContainerInputs(
             spec=spec("always", backoff=backoff),
@@ -53,7 +59,7 @@ def a_pass(
             restarted_at="",
             previous=previous,
             container=kept(),
-            task=stopped_task(1, at=T0),
+            task=stopped_task(1, at=exit_at),
             now=clocks.now,
             restart_wait=None if waits is None else waits.of(CELL, "app"),
         )
@@ -137,3 +143,59 @@ def test_an_ended_wait_is_dropped_when_another_starts() -> None:
     clocks.wait(10 + KEEP_SECONDS)
     waits.left((("r", "s", "st", "other"), "app"), "its exit", 10.0)
     assert len(waits) == 1
+
+
+def a_crash(
+    clocks: Clocks, waits: RestartWaits, previous: ContainerStatus, exit_at: datetime
+) -> ContainerPlan:
+    """A CrashLoopBackOff container (no restartBackoffSeconds) that exited at ``exit_at``."""
+    return a_pass(clocks, waits, previous, backoff=None, exit_at=exit_at)
+
+
+def restarted_in_a_loop(clocks: Clocks, waits: RestartWaits) -> ContainerPlan:
+    """The third restart of a loop (a 20 s pause, 40 s next) made by this process now."""
+    crashing = ran(restart_count=2, backoff_restarts=2, start_time=clocks.now)
+    clocks.wait(5)
+    exit_at = clocks.now
+    held = a_crash(clocks, waits, crashing, exit_at)
+    assert held.start is None
+    assert held.wake_in == 20
+    clocks.wait(20)
+    again = a_crash(clocks, waits, stored(held.status), exit_at)
+    assert again.start == StartTask(restart=True)
+    assert again.status.backoff_restarts == 3
+    return again
+
+
+def test_a_forward_step_during_a_short_run_does_not_end_the_crash_loop() -> None:
+    """A run of 10 minutes ends a crash loop (the next restart at once, the back-off from
+    its start); a run of 5 s across a step of an hour is 5 s."""
+    clocks = Clocks()
+    waits = RestartWaits(clocks.monotonic)
+    running = restarted_in_a_loop(clocks, waits)
+    clocks.step(3600)
+    clocks.wait(5)
+    exited = a_crash(clocks, waits, stored(running.status), clocks.now)
+    assert exited.start is None, "the loop ended at the clock's jump: restarted at once"
+    assert exited.wake_in == 40
+
+
+def test_a_long_run_across_a_backward_step_ends_the_crash_loop() -> None:
+    clocks = Clocks()
+    waits = RestartWaits(clocks.monotonic)
+    running = restarted_in_a_loop(clocks, waits)
+    clocks.step(-3600)
+    clocks.wait(11 * 60)
+    exited = a_crash(clocks, waits, stored(running.status), clocks.now)
+    assert exited.start == StartTask(restart=True)
+    assert exited.status.backoff_restarts == 1
+
+
+def test_a_short_run_without_a_step_goes_on_with_the_loop() -> None:
+    clocks = Clocks()
+    waits = RestartWaits(clocks.monotonic)
+    running = restarted_in_a_loop(clocks, waits)
+    clocks.wait(5)
+    exited = a_crash(clocks, waits, stored(running.status), clocks.now)
+    assert exited.wake_in == 40
+    assert exited.restart_at == clocks.now + timedelta(seconds=40)
