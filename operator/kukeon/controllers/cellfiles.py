@@ -264,6 +264,13 @@ def _stage(
                 )
             value = environ[secret.from_env].encode()
         if secret.mount_path is None:
+            if b"\0" in value:
+                # runc refuses it, echoing the variable whole into the error the cell's
+                # status and kukeond's log then held: the value is never said.
+                raise SecretUnavailableError(
+                    f"{where}: its value holds a NUL byte, which no environment variable "
+                    "can; give it a mountPath to have it as a file"
+                )
             env[secret.name] = value.decode(errors="replace")
             continue
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
