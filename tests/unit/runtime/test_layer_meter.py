@@ -146,6 +146,25 @@ async def test_what_other_unpacks_are_taking_is_not_counted_twice(tmp_path: Path
     assert "being unpacked" not in unpack_room(limits, root).why
 
 
+@pytest.mark.parametrize("other_bytes", [10 * MiB, 0])
+async def test_an_unpack_of_nothing_new_ends_beside_another(
+    tmp_path: Path, other_bytes: int
+) -> None:
+    """An image whose layers are all present claims 0 bytes. When another unpack's claim
+    ended first, the count was gone and its release raised KeyError: the import failed
+    (a tenant's pull of a shared base making another realm's import fail)."""
+    root = str(tmp_path)
+    limits = UnpackLimits()
+    layer = Descriptor(media_type="x", digest="sha256:" + "a" * 64, size=1)
+    other = claiming(limits, root, image="a", sizes=[(layer, other_bytes)], entries=[0])
+    nothing_new = claiming(limits, root, image="b", sizes=[])
+    await other.__aenter__()
+    await nothing_new.__aenter__()
+    await other.__aexit__(None, None, None)
+    await nothing_new.__aexit__(None, None, None)
+    assert "being unpacked" not in unpack_room(limits, root).why
+
+
 class _Introspection:
     def __init__(self, answer: introspection_pb2.PluginsResponse | grpc.StatusCode) -> None:
         self.answer = answer

@@ -445,9 +445,13 @@ def _claim(
 def _release(device: int, size: int, entries: int) -> None:
     with _claims:
         for taken, amount in ((_unpacking, size), (_unpacking_entries, entries)):
-            taken[device] -= amount
-            if not taken[device]:
-                del taken[device]
+            # A claim of nothing (an image whose layers are all there) has no count left to
+            # take from once the others' claims ended: the count is gone, not an error.
+            left = taken.get(device, 0) - amount
+            if left > 0:
+                taken[device] = left
+            else:
+                taken.pop(device, None)
 
 
 @contextlib.asynccontextmanager
