@@ -28,18 +28,28 @@ async def _running_cell(k: Kukeond) -> list[str]:
     return ["exec", "box", "--realm", k.realm, "--space", "s1", "--stack", "st1"]
 
 
-async def test_exec_it_returns_the_shells_exit_code_at_once(kukeond: Kukeond) -> None:
-    k = kukeond
-    argv = [KUKECTL, *await _running_cell(k), "-it", "--", "sh"]
+async def _in_a_terminal(
+    k: Kukeond, argv: list[str], typed: bytes = b""
+) -> tuple[asyncio.subprocess.Process, Terminal]:
+    """kukectl ``argv`` on a 33 x 101 pseudo-terminal, ``typed`` already in its input (a
+    line the user typed ahead, before kukectl even started)."""
     env = {**os.environ, "KUKEON_SERVER": f"unix://{k.config.api_socket}"}
     master, slave = pty.openpty()
     os.set_blocking(master, False)
     set_window(slave, 33, 101)
+    if typed:
+        os.write(master, typed)
     process = await asyncio.create_subprocess_exec(
-        "setsid", "--ctty", *argv, stdin=slave, stdout=slave, stderr=slave, env=env
+        "setsid", "--ctty", KUKECTL, *argv, stdin=slave, stdout=slave, stderr=slave, env=env
     )
     os.close(slave)
-    terminal = Terminal(master)
+    return process, Terminal(master)
+
+
+async def test_exec_it_returns_the_shells_exit_code_at_once(kukeond: Kukeond) -> None:
+    k = kukeond
+    process, terminal = await _in_a_terminal(k, [*await _running_cell(k), "-it", "--", "sh"])
+    master = terminal.master
     try:
         await terminal.expect("# ")  # the shell is up (and reads the terminal)
         if b"\x1b[6n" in terminal.seen:  # busybox asks where the cursor is: answer it
@@ -56,6 +66,24 @@ async def test_exec_it_returns_the_shells_exit_code_at_once(kukeond: Kukeond) ->
             process.kill()
             await process.wait()
         os.close(master)
+
+
+async def test_exec_it_sends_what_was_typed_before_it_started(kukeond: Kukeond) -> None:
+    """A line typed before the session was open is the process's input, as under docker:
+    the terminal's switch to raw mode (tty.setraw's TCSAFLUSH) discarded it, and the
+    process waited for a line that never came."""
+    k = kukeond
+    script = 'read line; echo "got $line"; exit 4'
+    argv = [*await _running_cell(k), "-it", "--", "sh", "-c", script]
+    process, terminal = await _in_a_terminal(k, argv, typed=b"typed-ahead\n")
+    try:
+        assert await asyncio.wait_for(process.wait(), 30) == 4
+        await terminal.expect("got typed-ahead")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        os.close(terminal.master)
 
 
 async def test_exec_i_returns_when_the_process_exits_not_when_stdin_closes(

@@ -30,6 +30,23 @@ if TYPE_CHECKING:
     import aiohttp
 
 
+def raw_terminal(fd: int) -> Callable[[], None]:
+    """Put the terminal on ``fd`` in raw mode; what restores it. Switched at once
+    (``TCSANOW``), not with ``tty.setraw``'s default ``TCSAFLUSH``, which discards the
+    input not read yet: what was typed while the session opened (a line typed as `kukectl
+    run -it` made the cell) is sent on to the process, as docker's raw mode keeps it."""
+    import termios
+    import tty as tty_module
+
+    saved = termios.tcgetattr(fd)
+    tty_module.setraw(fd, termios.TCSANOW)
+
+    def restore() -> None:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+    return restore
+
+
 def _terminal_size(fd: int) -> tuple[int, int] | None:
     """(columns, lines) of the terminal on `fd`; None when unknown (a pseudo-terminal
     nobody sized reports 0 x 0, which no container terminal takes)."""
@@ -152,18 +169,9 @@ async def _exec_session(
 ) -> int:
     import aiohttp  # only the commands that open a WebSocket load it
 
-    restore: Any = None
+    restore: Callable[[], None] | None = None
     if tty and sys.stdin.isatty():
-        import termios
-        import tty as tty_module
-
-        fd = sys.stdin.fileno()
-        saved = termios.tcgetattr(fd)
-        tty_module.setraw(fd)
-
-        def restore() -> None:
-            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-
+        restore = raw_terminal(sys.stdin.fileno())
     try:
         async with client.websocket(path, params=params) as socket:
             size = _terminal_size(sys.stdout.fileno()) if tty and sys.stdout.isatty() else None
@@ -337,16 +345,7 @@ class _AttachSession:
 
     def enter_raw_mode(self) -> None:
         """A terminal on stdin passes every key through (Ctrl-C included) until restored."""
-        import termios
-        import tty as tty_module
-
-        saved = termios.tcgetattr(self.stdin_fd)
-        tty_module.setraw(self.stdin_fd)
-
-        def restore() -> None:
-            termios.tcsetattr(self.stdin_fd, termios.TCSADRAIN, saved)
-
-        self.restore = restore
+        self.restore = raw_terminal(self.stdin_fd)
 
     def restore_terminal(self) -> None:
         if self.restore is not None:
