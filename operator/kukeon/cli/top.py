@@ -4,13 +4,16 @@ The figures come from the stats routes that each node's kukeond serves from its 
 (``GET .../cells/{cell}/stats``, ``GET .../nodes/{node}/stats``; any node's API forwards
 them to the right node). CPU time is a cumulative counter, so kukectl reads twice,
 ``SAMPLE_SECONDS`` apart, and prints the rate in millicores (``250m`` is a quarter of a
-core), computed with the times the node read its cgroups. Memory is the working set
-(usage less the inactive file cache, what the kernel cannot simply drop), in ``Mi``.
+core), computed with the times the node read its cgroups (or kukectl's own measure of
+the time between them when a step of the node's clock put those out of it). Memory is the
+working set (usage less the inactive file cache, what the kernel cannot simply drop), in
+``Mi``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,12 +71,27 @@ def reading_of(document: Mapping[str, Any], at: float) -> Reading:
     )
 
 
-def cpu_millicores(first: Reading, second: Reading) -> float | None:
+Window = tuple[float, float]
+"""The least and the most time between two answers' readings, on kukectl's monotonic
+clock: from the end of the first request to the start of the second, from the start of
+the first to the end of the second (a node reads its figures while it answers)."""
+
+WINDOW_SLACK = 0.1
+"""Beyond the window: the timestamps' rounding, the two clocks' rates over a second."""
+
+
+def cpu_millicores(first: Reading, second: Reading, window: Window | None = None) -> float | None:
     """The CPU rate between two readings in thousandths of a core, or None when there is
-    none to compute (a figure missing, no time between them, the counter went back)."""
+    none to compute (a figure missing, no time between them, the counter went back).
+
+    The time between them is the node's timestamps' (wall clock), unless it falls out of
+    ``window``: the node's clock stepped between the two (NTP, a resumed VM), which made a
+    busy cell look idle, or no rate at all; the window's middle is taken then."""
     if first.cpu_seconds is None or second.cpu_seconds is None:
         return None
     elapsed = second.at - first.at
+    if window is not None and not window[0] - WINDOW_SLACK <= elapsed <= window[1] + WINDOW_SLACK:
+        elapsed = (window[0] + window[1]) / 2
     used = second.cpu_seconds - first.cpu_seconds
     if elapsed <= 0 or used < 0:
         return None
@@ -133,6 +151,7 @@ def cell_rows(
     second: Sequence[Mapping[str, Any]],
     *,
     containers: bool,
+    window: Window | None = None,
 ) -> list[Row]:
     """Rows for the cells of the second set of answers, their CPU rate from the first
     (a cell that was not in the first has none)."""
@@ -157,7 +176,7 @@ def cell_rows(
                 Row(
                     key=key,
                     container=name,
-                    millicores=cpu_millicores(before, now) if before is not None else None,
+                    millicores=cpu_millicores(before, now, window) if before is not None else None,
                     memory_bytes=now.memory_bytes,
                     pids=now.pids,
                 )
@@ -219,7 +238,9 @@ class NodeRow:
         ]
 
 
-def node_row(name: str, first: Mapping[str, Any], second: Mapping[str, Any]) -> NodeRow:
+def node_row(
+    name: str, first: Mapping[str, Any], second: Mapping[str, Any], window: Window | None = None
+) -> NodeRow:
     """A node's line from two of its stats answers."""
 
     def host(document: Mapping[str, Any]) -> Reading:
@@ -234,7 +255,7 @@ def node_row(name: str, first: Mapping[str, Any], second: Mapping[str, Any]) -> 
     load = second.get("loadAverage") or []
     return NodeRow(
         name=name,
-        millicores=cpu_millicores(host(first), host(second)),
+        millicores=cpu_millicores(host(first), host(second), window),
         cpus=_int(second.get("cpus")),
         memory_used_bytes=_int(second.get("memoryUsedBytes")),
         memory_total_bytes=_int(second.get("memoryTotalBytes")),
@@ -252,10 +273,15 @@ def render_nodes(rows: Sequence[NodeRow], *, headers: bool = True) -> str:
 
 async def _twice(
     read: Callable[[], Awaitable[list[Mapping[str, Any]]]],
-) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]], Window]:
+    """Two answers ``SAMPLE_SECONDS`` apart, and the ``Window`` between their readings."""
+    started = time.monotonic()
     first = await read()
+    first_done = time.monotonic()
     await asyncio.sleep(SAMPLE_SECONDS)
-    return first, await read()
+    second_started = time.monotonic()
+    second = await read()
+    return first, second, (second_started - first_done, time.monotonic() - started)
 
 
 async def _node_cells(
@@ -368,7 +394,7 @@ def top_cells(
     async def work(client: ApiClient) -> None:
         if names:
             keys = [(realm, space, stack, name) for name in names]
-            first, second = await _twice(lambda: _named_cells(client, keys, params))
+            first, second, window = await _twice(lambda: _named_cells(client, keys, params))
         else:
             listing = await client.list(Kind.CELL, scope, label_selector=selector)
             chosen = {key_of(cell) for cell in listing.items}
@@ -380,8 +406,8 @@ def top_cells(
                 }
             )
             query = {**dict(zip(("realm", "space", "stack"), scope, strict=False)), **params}
-            first, second = await _twice(lambda: _node_cells(client, nodes, query))
-        rows = sort_rows(cell_rows(first, second, containers=containers), sort_by)
+            first, second, window = await _twice(lambda: _node_cells(client, nodes, query))
+        rows = sort_rows(cell_rows(first, second, containers=containers, window=window), sort_by)
         if not names:  # the node answers for the whole scope: -l keeps those it chose
             rows = [row for row in rows if row.key in chosen]
         if not rows:
@@ -433,9 +459,9 @@ def top_nodes(ctx: click.Context, names: tuple[str, ...], no_headers: bool) -> N
 
             return list(await asyncio.gather(*(one(name) for name in ready)))
 
-        first, second = await _twice(read)
+        first, second, window = await _twice(read)
         measured = {
-            name: node_row(name, before, after)
+            name: node_row(name, before, after, window)
             for name, before, after in zip(ready, first, second, strict=True)
             if before and after
         }

@@ -139,3 +139,35 @@ def test_node_rows() -> None:
         "n1     500m         25%         1024Mi          25%         0.50",
         "n2     <unknown>    <unknown>   <unknown>       <unknown>   <unknown>",
     ]
+
+
+def test_a_node_clock_step_between_the_readings_does_not_make_the_rate() -> None:
+    """The node's clock stepped an hour forward (or back) between the two answers, which
+    kukectl's monotonic clock saw about 1 s apart: the rate is over that second."""
+    first = Reading(at=100.0, cpu_seconds=5.0, memory_bytes=None, pids=None)
+    forward = Reading(at=3701.0, cpu_seconds=5.25, memory_bytes=None, pids=None)
+    back = Reading(at=-3499.0, cpu_seconds=5.25, memory_bytes=None, pids=None)
+    window = (0.95, 1.05)
+    assert cpu_millicores(first, forward, window) == 250.0
+    assert cpu_millicores(first, back, window) == 250.0
+    # Without the window: an idle-looking cell, and no rate at all.
+    assert cpu_millicores(first, forward) == 0.25 / 3601 * 1000
+    assert cpu_millicores(first, back) is None
+
+
+def test_the_nodes_times_stand_within_the_window() -> None:
+    first = Reading(at=100.0, cpu_seconds=5.0, memory_bytes=None, pids=None)
+    second = Reading(at=101.25, cpu_seconds=5.5, memory_bytes=None, pids=None)
+    assert cpu_millicores(first, second, (0.9, 1.3)) == 400.0
+
+
+def test_node_and_cell_rows_take_the_window() -> None:
+    stepped = "2026-12-03T11:00:01.000000Z"
+    [row] = cell_rows(
+        [_cell("a", T0, 1.0, MiB)], [_cell("a", stepped, 1.5, MiB)], containers=False, window=(1, 1)
+    )
+    assert row.millicores == 500.0
+    answer = {"cpus": 2, "cpuUsageSeconds": 100.0}
+    later = {"cpus": 2, "cpuUsageSeconds": 100.5}
+    node = node_row("n1", {**answer, "timestamp": T0}, {**later, "timestamp": stepped}, (1, 1))
+    assert node.millicores == 500.0
