@@ -13,7 +13,7 @@ and ``kukeon.io/template-hash``; the scheduler places them like any cell without
 exist in its stack (or is being deleted) is deleted: that is the set's cascade.
 
 A cell is Ready when its state is ``Ready`` (its readiness probes pass, see
-docs/probes.md); it has been Ready since ``status.readyAt``, the first time it was. A
+docs/probes.md); it has been Ready since ``status.readyAt``, when it last became so. A
 cell that ends (``Failed``, ``Error``, ``Exited``) after it was Ready is replaced; one that failed
 before it ever was (its image or command is wrong) is kept, as a copy would fail the same
 way, and shows in the set's status (not Ready, so a rollout to that template stops).

@@ -40,7 +40,11 @@ async def report(ctx: HandlerContext, obj: R, /, *, observe: bool = True, **fiel
     fields.setdefault("node_name", ctx.node_name)
     if status.created_at is None:
         fields.setdefault("created_at", now())
-    if str(fields.get("state")) == "Ready" and status.ready_at is None:
+    if str(fields.get("state")) == "Ready" and (
+        status.ready_at is None or str(status.state) != "Ready"
+    ):
+        # Each time it becomes Ready, as a Ready condition's lastTransitionTime: a set's
+        # minReadySeconds and scale-down ranking count from it (kept once it leaves Ready).
         fields.setdefault("ready_at", now())
     generation_moved = observe and status.observed_generation != obj.metadata.generation
     if not generation_moved and not _differs(status, fields):
