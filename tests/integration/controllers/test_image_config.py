@@ -35,7 +35,13 @@ GROUP = b"root:x:0:\naudio:x:29:user\nvideo:x:44:nobody,user\nuser:x:1000:\nnogr
 async def import_image(k: Kukeond, tmp_path: Path, name: str, **changes: Any) -> str:
     """``name``: the busybox test image with ``changes`` (derived_image's), in the realm."""
     await k.hierarchy()
-    archive = derived_image(k.image.archive, tmp_path / "derived.tar", name, **changes)
+    return await import_derived(k, tmp_path, name, **changes)
+
+
+async def import_derived(k: Kukeond, tmp_path: Path, name: str, **changes: Any) -> str:
+    """``import_image`` into a realm made already (several at once: an archive each)."""
+    file = tmp_path / (name.replace("/", "_").replace(":", "_") + ".tar")
+    archive = derived_image(k.image.archive, file, name, **changes)
     controllers = k.daemon.controllers
     assert controllers is not None
     await controllers.images.import_archive(namespace=k.namespace, path=archive)

@@ -17,10 +17,10 @@ import pytest
 
 from kukeon.api import Cell, Kind
 from tests.fixtures.containerd import SLEEPER_SCRIPT
-from tests.fixtures.derivedimage import derived_image
 from tests.fixtures.kukeond import Kukeond
 
 from .helpers import cell_doc, cell_key
+from .test_image_config import import_derived
 
 pytestmark = pytest.mark.integration
 
@@ -36,12 +36,8 @@ async def test_a_passwd_linked_to_the_hosts_is_not_read(kukeond: Kukeond, tmp_pa
     host_passwd = await asyncio.to_thread(Path("/etc/passwd").read_text)
     assert host_passwd.startswith("root:")  # the host has one
     await k.hierarchy()
-    controllers = k.daemon.controllers
-    assert controllers is not None
     for name, links in LINKS.items():
-        image = f"kukeon.io/test/link-{name}:1"
-        archive = derived_image(k.image.archive, tmp_path / f"{name}.tar", image, links=links)
-        await controllers.images.import_archive(namespace=k.namespace, path=archive)
+        image = await import_derived(k, tmp_path, f"kukeon.io/test/link-{name}:1", links=links)
         sleeper = {
             "id": "app",
             "image": image,

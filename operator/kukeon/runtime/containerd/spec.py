@@ -49,6 +49,7 @@ from kukeon.runtime.containerd.capabilities import (
     seccomp_profile,
     security_options,
 )
+from kukeon.runtime.containerd.cstrings import check_process_strings
 from kukeon.runtime.containerd.hostlookup import (
     RLIM_INFINITY,
     RLIMIT_NAMES,
@@ -255,6 +256,15 @@ def _build(container: ContainerSpec, context: SpecContext) -> dict[str, Any]:
         _check_user_namespace(container, user, context.id_range)
     env = _environment(container, context, home=user.home)
     args = _process_args(container, context.image_config)
+    cwd = _working_dir(container, context.image_config)
+    check_process_strings(
+        args=args,
+        env=env,
+        cwd=cwd,
+        image=context.image_config,
+        secret_names=context.secret_env,
+        home=user.home,
+    )
     wrapper = _tty_wrapper(container, context)
     if wrapper is not None:
         _check_tty_wrapper(container, wrapper, context)
@@ -265,7 +275,7 @@ def _build(container: ContainerSpec, context: SpecContext) -> dict[str, Any]:
         "user": {"uid": user.uid, "gid": user.gid},
         "args": args,
         "env": env,
-        "cwd": _working_dir(container, context.image_config),
+        "cwd": cwd,
         "capabilities": {
             "bounding": capabilities,
             "effective": capabilities,
