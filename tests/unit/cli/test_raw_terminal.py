@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import termios
 
 from kukeon.cli.sessions import raw_terminal
@@ -14,12 +15,15 @@ def test_what_was_typed_before_raw_mode_is_still_read() -> None:
     got it; docker's raw mode keeps it."""
     leader, follower = os.openpty()
     try:
-        os.write(leader, b"echo early\r")  # a whole line, cooked: ready to be read
+        os.write(leader, b"echo early\n")
+        # The terminal takes the line in asynchronously: wait until it is a line to read.
+        assert select.select([follower], [], [], 5)[0] == [follower]
         before = termios.tcgetattr(follower)
         restore = raw_terminal(follower)
         raw = termios.tcgetattr(follower)
         assert not raw[3] & (termios.ICANON | termios.ECHO)  # lflag: raw
-        assert os.read(follower, 100) == b"echo early\n"  # read as cooked (ICRNL)
+        assert select.select([follower], [], [], 1)[0] == [follower], "the line was dropped"
+        assert os.read(follower, 100) == b"echo early\n"
         os.write(leader, b"x")
         assert os.read(follower, 100) == b"x"  # raw: a key without its line
         restore()
