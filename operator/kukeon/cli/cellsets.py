@@ -27,7 +27,7 @@ from kukeon.client.conflicts import conflict_attempts, is_conflict
 from kukeon.client.paths import object_path
 
 from .lifecycle import RESTARTED_AT
-from .params import DURATION, kubectl_hint, nonempty_name, scope_options
+from .params import DURATION, IntegerRange, kubectl_hint, nonempty_name, scope_options
 from .runner import EXIT_USAGE, fail, run, stderr
 
 POLL_EVERY = 0.5
@@ -51,10 +51,10 @@ def set_named(words: tuple[str, ...]) -> str:
 
 @click.command("scale")
 @click.argument("name", nargs=-1, required=True, metavar="cellset/NAME")
-@click.option("--replicas", type=click.IntRange(min=0), required=True, help="How many cells.")
+@click.option("--replicas", type=IntegerRange(min=0), required=True, help="How many cells.")
 @click.option(
     "--current-replicas",
-    type=click.IntRange(min=-1),
+    type=IntegerRange(min=-1),
     default=-1,
     help="Scale only if the set has this many replicas now (kubectl's; -1: any).",
 )
@@ -324,7 +324,7 @@ def revision_text(res: AnyResource, revision: int, output: str | None) -> str:
 @rollout.command("history")
 @click.argument("name", nargs=-1, required=True, metavar="cellset/NAME")
 @click.option(
-    "--revision", type=click.IntRange(min=0), default=0, help="Show this revision's template."
+    "--revision", type=IntegerRange(min=0), default=0, help="Show this revision's template."
 )
 @click.option(
     "-o", "--output", type=click.Choice(["yaml", "json"]), help="With --revision: its template."
@@ -365,7 +365,7 @@ def rollout_history(
 @click.argument("name", nargs=-1, required=True, metavar="cellset/NAME")
 @click.option(
     "--to-revision",
-    type=click.IntRange(min=0),
+    type=IntegerRange(min=0),
     default=0,
     show_default=True,
     help="The revision to go back to (0: the one before the current template).",

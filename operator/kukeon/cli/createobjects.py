@@ -19,7 +19,7 @@ from kukeon.api.portrules import refuse_unpublishable_ports
 from kukeon.client.apiclient import ApiClient
 
 from .configdoc import context_default, context_scope
-from .params import ScopeOption, dry_run_option, scope_options
+from .params import IntegerRange, ScopeOption, dry_run_option, scope_options
 from .runner import EXIT_USAGE, fail, run
 from .runspec import build_container, container_options
 from .tables import kind_slug
@@ -122,7 +122,7 @@ create_stack = _hierarchy_command(
 @click.command("cellset")
 @click.argument("name")
 @click.option("--image", required=True, help="Image of the cells' single container.")
-@click.option("--replicas", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--replicas", type=IntegerRange(min=0), default=1, show_default=True)
 @click.argument("words", nargs=-1, type=click.UNPROCESSED)
 @container_options
 @dry_run_option

@@ -22,6 +22,7 @@ from .params import (
     FILE_OPTION,
     KIND_OR_OBJECT,
     RECURSIVE_OPTION,
+    IntegerRange,
     ManifestScope,
     dry_run_option,
     kind_name_groups,
@@ -238,7 +239,7 @@ def _named_targets(
 @click.option("--all", "every", is_flag=True, help="Every object of KIND in scope.")
 @click.option(
     "--grace-period",
-    type=click.IntRange(-1, 3600),
+    type=IntegerRange(-1, 3600),
     default=-1,
     help="Seconds a cell's containers have after their stop signal before SIGKILL, for this "
     "deletion (0: at once; -1: the cell's own terminationGracePeriodSeconds). A later "

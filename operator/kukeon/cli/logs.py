@@ -12,7 +12,15 @@ from kukeon.api import Kind
 from kukeon.client.apiclient import ApiClient
 from kukeon.client.paths import object_path
 
-from .params import CONTAINER, DURATION, SET_CELL_FORMS, cell_key, cell_or_set_named, scope_options
+from .params import (
+    CONTAINER,
+    DURATION,
+    SET_CELL_FORMS,
+    IntegerRange,
+    cell_key,
+    cell_or_set_named,
+    scope_options,
+)
 from .runner import EXIT_USAGE, fail, run, write_stdout
 from .setcells import cell_of_set
 
@@ -41,7 +49,7 @@ whole until its newline would hold a container's output without bound."""
 @click.option("--follow", "-f", is_flag=True, help="Keep streaming new lines.")
 @click.option(
     "--tail",
-    type=click.IntRange(min=-1),
+    type=IntegerRange(min=-1),
     default=None,
     help="Only the last N lines (N >= 0; -1, as kubectl's default: every line).",
 )
@@ -53,7 +61,7 @@ whole until its newline would hold a container's output without bound."""
 )
 @click.option(
     "--limit-bytes",
-    type=click.IntRange(min=0),
+    type=IntegerRange(min=0),
     default=0,
     help="Stop after this many bytes, even mid-line (0, as kubectl's default: no limit).",
 )

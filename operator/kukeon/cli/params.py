@@ -132,9 +132,20 @@ class DurationType(click.ParamType[float]):
             self.fail(str(exc), param, ctx)
 
 
+class IntegerRange(click.IntRange):
+    """click's ``IntRange`` that says what it wants: an integer (``--replicas abc`` was
+    "'abc' is not a valid integer range", as if a range were asked for); its help shows
+    ``INTEGER`` and the bounds, as ``[x>=0]``."""
+
+    name = "integer"
+
+
 class FiniteFloatRange(click.FloatRange):
     """click's ``FloatRange`` without ``nan``: every comparison with nan is false, so
-    click's bounds let it through (``--cpus nan`` then failed converting it to an int)."""
+    click's bounds let it through (``--cpus nan`` then failed converting it to an int).
+    A value that is no number is "not a valid float", not "not a valid float range"."""
+
+    name = "float"
 
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None

@@ -20,7 +20,7 @@ from kukeon.client.apiclient import ApiClient, ApiRequestError
 from kukeon.client.paths import LOG_STREAM_HEADER, object_path
 
 from .createobjects import report_created
-from .params import DURATION, cell_key, scope_options
+from .params import DURATION, IntegerRange, cell_key, scope_options
 from .profilerun import CellCreator, profile_creator, refuse_by_hand_options
 from .runner import EXIT_SERVER, EXIT_USAGE, fail, run
 from .runspec import build_container, container_options
@@ -101,7 +101,7 @@ async def _wait_state(
 )
 @click.option(
     "--stop-timeout",
-    type=click.IntRange(0, 3600),
+    type=IntegerRange(0, 3600),
     help="Seconds the container has to exit after SIGTERM before SIGKILL (docker's; the cell's "
     "terminationGracePeriodSeconds; kukeond's 10 s when unset).",
 )

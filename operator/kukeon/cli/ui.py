@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .config import ConfigError, default_config_path, load_config, resolve_connection
+from .params import IntegerRange
 from .runner import EXIT_USAGE, Options, fail
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ async def _serve(forward: ConsoleForward) -> None:
 @click.command("ui")
 @click.option(
     "--port",
-    type=click.IntRange(0, 65535),
+    type=IntegerRange(0, 65535),
     default=0,
     show_default=True,
     help="The local port on 127.0.0.1 (0: any free one).",

@@ -58,3 +58,22 @@ def test_run_cpus_in_range_is_millicores() -> None:
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert '"cpuLimitMillicores": 250' in result.output
+
+
+def test_a_numeric_option_given_a_word_says_it_wants_a_number() -> None:
+    """click's ranges said "'abc' is not a valid integer range" (or "float range"), as if
+    a range were asked for: every bounded option says "integer" or "float", as an
+    unbounded one does, and its help shows INTEGER or FLOAT."""
+    said = []
+    for name, param in _numeric_params():
+        try:
+            param.type.convert("abc", param, None)
+        except click.BadParameter as refused:
+            said.append((name, refused.message))
+    assert any("scale replicas" in name for name, _ in said)  # a range is among them
+    wrong = [(n, m) for n, m in said if " range" in m]
+    assert not wrong, wrong
+    assert not [(n, p.type.name) for n, p in _numeric_params() if p.type.name.endswith(" range")]
+    result = CliRunner().invoke(cli, ["scale", "cellset/web", "--replicas", "abc"])
+    assert result.exit_code == 2
+    assert "'abc' is not a valid integer." in result.output
