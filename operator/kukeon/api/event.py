@@ -43,6 +43,7 @@ from kukeon.api.meta import (
     KukeonModel,
     OptionalString,
     Timestamp,
+    storable_text,
 )
 from kukeon.api.names import Kind
 
@@ -198,7 +199,9 @@ def new_event(
     at: datetime,
     node: str | None,
 ) -> Event:
-    """One occurrence, named by what it is (``event_name``), with a count of 1."""
+    """One occurrence, named by what it is (``event_name``), with a count of 1; a NUL or
+    lone surrogate of ``message`` (a runtime's error quoting a file name) escaped."""
+    message = storable_text(message)
     text = (
         message if len(message) <= EVENT_MESSAGE_MAX else message[: EVENT_MESSAGE_MAX - 3] + "..."
     )

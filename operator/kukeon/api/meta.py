@@ -71,6 +71,15 @@ def quote(value: object, limit: int = QUOTE_LIMIT) -> str:
     return f"{cut}... ({len(text)} characters)"
 
 
+def storable_text(text: str) -> str:
+    """``text`` with each NUL and lone surrogate written as its escape (``\\x00``,
+    ``\\udc80``): a message kukeon makes from what a runtime or an image said (an error's
+    text quoting a file name or a value) is stored, where the raw one would be refused."""
+    if _UNENCODABLE.search(text) is None:
+        return text
+    return _UNENCODABLE.sub(lambda match: match.group().encode("unicode_escape").decode(), text)
+
+
 def text_problem(value: str) -> str | None:
     """Why ``value`` cannot be stored as text, or None."""
     match = _UNENCODABLE.search(value)

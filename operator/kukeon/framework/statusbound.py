@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from kukeon.api.meta import storable_text
 from kukeon.store import MAX_DOCUMENT_BYTES
 
 MESSAGE_CHARS = 8192
@@ -62,7 +63,10 @@ def cut_text(text: str, limit: int) -> str:
     A text cut before is cut again as its whole would be (the marker counts from the
     original): a parent quoting a child's cut message, or a status cut harder, says the
     same words at every pass, and its writer finds nothing changed.
+    NUL and lone surrogates, which no stored text may hold, are written as their escapes
+    (``storable_text``): an error's text quoting one failed the whole status write.
     """
+    text = storable_text(text)
     if len(text) <= limit:
         return text
     length = len(text)

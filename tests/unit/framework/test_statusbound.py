@@ -5,17 +5,21 @@ twice; and a write the store refuses (too large) is said once, without a traceba
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from kukeon.api import (
+    EventType,
+    InvolvedObject,
     Kind,
     NodeLayerState,
     ObjectMeta,
     Space,
     SpaceNodeStatus,
     SpaceSpec,
+    new_event,
 )
 from kukeon.framework.statusbound import (
     MESSAGE_CHARS,
@@ -119,3 +123,25 @@ async def test_a_write_refused_as_too_large_is_said_once_without_a_traceback(
         stored = await store.get(Kind.REALM, (name,))
         assert stored.status.reason == "DocumentTooLarge"
         assert "2085844 bytes" in (stored.status.message or "")
+
+
+def test_a_nul_or_lone_surrogate_in_a_message_is_written_escaped() -> None:
+    """A runtime's error quoting a value or a file name with a NUL (runc's env refusal) or a
+    lone surrogate (a non-UTF-8 name, decoded with surrogateescape) made the status write and
+    the failure's Event invalid: the cell's handler failed with a ValidationError at every
+    retry (helper-234). Both are written as their escapes."""
+    said = "runc: bad value 'a\x00b' in file '\udcff.conf'"
+    escaped = "runc: bad value 'a\\x00b' in file '\\udcff.conf'"
+    fields = bounded_fields({"message": said, "reason": "Bad\x00"})
+    assert fields == {"message": escaped, "reason": "Bad\\x00"}
+    assert failed(fields["message"]).message == escaped
+    event = new_event(
+        involved=InvolvedObject.of(Kind.CELL, ("r", "s", "st", "c"), "u-1"),
+        reason="Failed",
+        message=said,
+        type=EventType.WARNING,
+        at=datetime(2026, 12, 7, tzinfo=UTC),
+        node="n1",
+    )
+    assert event.message == escaped
+    assert cut_text("fine", 10) == "fine"
