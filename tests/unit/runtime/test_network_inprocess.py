@@ -66,6 +66,17 @@ class FakeLinks:
         return True
 
 
+class FollowedLeases:
+    """An ``NftEgress`` that only notes which bridges' leases it was told to follow (the
+    real one runs nft on the host's ``inet kukeon`` table)."""
+
+    def __init__(self) -> None:
+        self.bridges: list[str] = []
+
+    async def follow_leases(self, *, bridge: str, leases: Path) -> None:
+        self.bridges.append(bridge)
+
+
 def _network(tmp_path: Path) -> tuple[BridgeNetwork, object]:
     conflist = render_space_conflist(
         network_name="kk-r-s", bridge="kk-r-s", subnet=SUBNET, ipam_data_dir=tmp_path / "ipam"
@@ -310,11 +321,12 @@ async def test_a_cni_config_set_later_replaces_the_in_process_interface(tmp_path
     """The root container's cniConfigPath set on a cell attached in-process: the interface
     made here goes (link, lease, record) before the plugins make theirs; a conflist that
     cannot be read keeps what is recorded."""
-    cni, links = FakeCni(), FakeLinks()
+    cni, links, egress = FakeCni(), FakeLinks(), FollowedLeases()
     networks = SpaceNetworks(
         settings=NetworkSettings(state_dir=tmp_path / "state", include_firewall=False),
         cni=cast(Any, cni),
         netns=cast(Any, FakeNetns(tmp_path / "netns")),
+        egress=cast(Any, egress),
         links=links,
     )
     space, own = tmp_path / "space.conflist", tmp_path / "own.conflist"
@@ -331,6 +343,7 @@ async def test_a_cni_config_set_later_replaces_the_in_process_interface(tmp_path
     assert links.ports == {}
     assert leases.owned(tmp_path / "ipam" / "kk-r-s", CELL, "eth0") == []
     assert ("ADD", "mine", "eth0") in cni.calls
+    assert set(egress.bridges) == {"kk-r-s"}  # its lease taken, then released
 
 
 async def test_an_interface_whose_host_end_another_cell_has_gets_none(
