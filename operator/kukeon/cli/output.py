@@ -57,7 +57,7 @@ def container_ready(status: Any) -> bool:
 
 
 def _text(obj: Any, field: str) -> str:
-    """A status field as text; kinds without it show <none>."""
+    """A status field as text; <none> when unset."""
     value = getattr(obj, field, None)
     return NONE if value in (None, "") else str(value)
 
@@ -290,18 +290,31 @@ def _spec_lines(res: AnyResource, kind: Kind) -> list[str]:
     return lines
 
 
+_STATUS_TEXTS = (
+    ("Reason", "reason"),
+    ("Message", "message"),
+    ("Observed Generation", "observed_generation"),
+    ("Node", "node_name"),
+    ("Cgroup", "cgroup_path"),
+)
+_STATUS_TIMES = (("Updated", "updated_at"), ("Ready Since", "ready_at"))
+"""The common status fields describe shows (label, model field), each when the kind has it."""
+
+
 def _status_lines(res: AnyResource, kind: Kind, when: datetime) -> list[str]:
-    """The status fields every kind has, and a cell's or space's network."""
+    """The kind's own common status fields, and a cell's or space's network."""
     status = res.status
-    status_pairs: list[tuple[str, Sequence[str] | str]] = [
-        ("State", _state(res)),
-        ("Reason", _text(status, "reason")),
-        ("Message", _text(status, "message")),
-        ("Observed Generation", _text(status, "observed_generation")),
-        ("Node", _text(status, "node_name")),
-        ("Cgroup", _text(status, "cgroup_path")),
-        ("Updated", _when(getattr(status, "updated_at", None), when)),
-        ("Ready Since", _when(getattr(status, "ready_at", None), when)),
+    # Only the fields this kind's status has: a node has no cgroup and no ready time, and a
+    # "<none>" for them would read as something missing.
+    has = type(status).model_fields
+    status_pairs: list[tuple[str, Sequence[str] | str]] = [("State", _state(res))]
+    status_pairs += [
+        (label, _text(status, field)) for label, field in _STATUS_TEXTS if field in has
+    ]
+    status_pairs += [
+        (label, _when(getattr(status, field), when))
+        for label, field in _STATUS_TIMES
+        if field in has
     ]
     if kind == Kind.CELL:
         status_pairs.append(("IP", status.network.ip or NONE))

@@ -285,6 +285,26 @@ def test_describe_node_shows_addresses_capacity_conditions_and_heartbeat() -> No
     assert "  Ready   True     5m ago            KukeondReady   <none>" in page
 
 
+def test_describe_shows_only_the_status_fields_the_kind_has() -> None:
+    # a node has no cgroup and no ready time: "Cgroup: <none>" on its page meant nothing
+    node_status = describe(_node(unschedulable=False), now=NOW).split("Status:\n", 1)[1]
+    node_labels = [line.split(":", 1)[0].strip() for line in node_status.splitlines()[:6]]
+    assert node_labels == ["State", "Reason", "Message", "Observed Generation", "Node", "Updated"]
+    assert "Cgroup:" not in node_status
+    assert "Ready Since:" not in node_status
+    cell = describe(CELLS[0], now=NOW)
+    assert "  Cgroup:              /kukeon/prod/edge/web/api" in cell
+    assert "  Ready Since:         <none>" in cell
+    realm = describe(
+        parse_resource(
+            {"apiVersion": "kukeon.io/v1beta1", "kind": "Realm", "metadata": {"name": "r"}}
+        ),
+        now=NOW,
+    )
+    assert "  Cgroup:" in realm
+    assert "  Ready Since:" in realm
+
+
 def test_a_cordoned_node_shows_scheduling_disabled() -> None:
     table = render(Kind.NODE, [_node(unschedulable=True)], "table", now=NOW)
     assert table.splitlines()[1].split()[:2] == ["n1", "Ready,SchedulingDisabled"]
