@@ -11,19 +11,29 @@ import pytest
 
 from kukeon.api import ContainerSpec
 from kukeon.runtime.containerd import ContainerdClient
+from kukeon.runtime.containerd.namespacedirs import RUNC_ROOT, TASK_PLUGIN_DIR
 from kukeon.runtime.containerd.spec import SpecContext, build_runtime_spec, current_hard_rlimits
 from kukeon.runtime.containerd.tasks import TaskIO
-from tests.fixtures.containerd import BusyboxImage, clean_namespace
+from tests.fixtures.containerd import BusyboxImage, PrivateContainerd, clean_namespace
 
 pytestmark = pytest.mark.integration
 
 
 async def test_purge_removes_a_namespace_that_holds_everything(
-    containerd_client: ContainerdClient, containerd_test_image: BusyboxImage, tmp_path: Path
+    containerd_daemon: PrivateContainerd,
+    containerd_client: ContainerdClient,
+    containerd_test_image: BusyboxImage,
+    tmp_path: Path,
 ) -> None:
     client = containerd_client
     name = f"kp-{secrets.token_hex(4)}.kukeon.io"
     cgroup_parent = f"kukeon-purge-test-{secrets.token_hex(3)}"
+    # The directories a task leaves per namespace: runc's (host-wide) and the work
+    # directories' parent under containerd's root. Another namespace's empty ones stay.
+    parents = (RUNC_ROOT, containerd_daemon.root / TASK_PLUGIN_DIR)
+    other = f"kp-{secrets.token_hex(4)}.kukeon.io"
+    for parent in parents:
+        (parent / other).mkdir(parents=True)
     await client.namespaces.ensure(name)
     try:
         # An imported (and unpacked) image: blobs and committed snapshots.
@@ -48,12 +58,40 @@ async def test_purge_removes_a_namespace_that_holds_everything(
         await client.content(name).write_bytes(b"orphan blob " + secrets.token_bytes(8))
         await client.snapshots(name).prepare(f"lone-{secrets.token_hex(2)}")
 
+        assert all((parent / name).is_dir() for parent in parents)
+
         assert await client.namespaces.purge(name) is True
         assert name not in {ns.name for ns in await client.namespaces.list()}
+        assert [parent / name for parent in parents if (parent / name).exists()] == []
+        assert all((parent / other).is_dir() for parent in parents)
         assert await client.namespaces.purge(name) is False  # already gone
+        assert all((parent / other).is_dir() for parent in parents)
     finally:
         await clean_namespace(client, name)
         remove_cgroup(cgroup_parent)
+        for parent in parents:
+            with contextlib.suppress(OSError):
+                (parent / other).rmdir()
+
+
+async def test_a_purge_cut_after_the_delete_removes_the_directories_when_run_again(
+    containerd_daemon: PrivateContainerd, containerd_client: ContainerdClient
+) -> None:
+    """kukeond killed between containerd's delete and the rmdir: the realm's finalizer
+    purges again, finds no namespace, and removes what is left of it (empty only)."""
+    name = f"kp-{secrets.token_hex(4)}.kukeon.io"
+    parents = (RUNC_ROOT, containerd_daemon.root / TASK_PLUGIN_DIR)
+    for parent in parents:
+        (parent / name).mkdir(parents=True)
+    (parents[1] / name / "busy").mkdir()  # something containerd still holds: kept
+    try:
+        assert await containerd_client.namespaces.purge(name) is False
+        assert not (RUNC_ROOT / name).exists()
+        assert (parents[1] / name / "busy").is_dir()
+    finally:
+        for path in (RUNC_ROOT / name, parents[1] / name / "busy", parents[1] / name):
+            with contextlib.suppress(OSError):
+                path.rmdir()
 
 
 def remove_cgroup(name: str) -> None:

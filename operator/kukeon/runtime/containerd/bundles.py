@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Final
 
 from kukeon.processes import identify, run_program
+from kukeon.runtime.containerd.namespacedirs import TASK_PLUGIN_DIR
 from kukeon.runtime.containerd.shims import find_shims, stop_shim
 
 log = logging.getLogger(__name__)
 
-_TASK_STATE: Final = "io.containerd.runtime.v2.task"
 _LEFTOVER: Final = re.compile(r"failed to start shim: mkdir (?P<path>/\S+): file exists")
 SHIM_DELETE_SECONDS: Final = 60.0
 """How long the shim binary's ``delete`` may take here: containerd gives it 5 s, too few
@@ -61,7 +61,7 @@ def leftover_bundle(detail: str, *, namespace: str, container_id: str) -> Path |
     if (
         path.name != container_id
         or path.parent.name != namespace
-        or path.parent.parent.name != _TASK_STATE
+        or path.parent.parent.name != TASK_PLUGIN_DIR
     ):
         return None
     return path

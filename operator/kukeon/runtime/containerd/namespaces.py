@@ -25,6 +25,11 @@ from kukeon.runtime.containerd.errors import (
     NamespaceNotEmptyError,
     NamespaceNotFoundError,
 )
+from kukeon.runtime.containerd.namespacedirs import (
+    RUNC_ROOT,
+    remove_empty_namespace_dirs,
+    task_dirs_root,
+)
 
 if TYPE_CHECKING:
     from kukeon.runtime.containerd.client import ContainerdClient
@@ -161,19 +166,35 @@ class NamespaceService:
         go in dependency order: tasks, containers (with their snapshots), images, leases,
         snapshots children first, content. False when the namespace did not exist.
         Raises :class:`NamespaceNotEmptyError` if something keeps coming back.
+
+        Once the namespace is gone (now, or by an earlier purge cut before its end), the
+        empty directories its tasks left on the host go too (``namespacedirs``).
         """
         if name not in {namespace.name for namespace in await self.list()}:
+            await self._remove_host_dirs(name)
             return False
         last: NamespaceNotEmptyError | None = None
         for _ in range(rounds):
             await self._empty(name)
             try:
-                return await self.delete(name)
+                deleted = await self.delete(name)
             except NamespaceNotEmptyError as error:
                 last = error  # something appeared meanwhile (a late import): go again
                 await asyncio.sleep(0.1)
+                continue
+            await self._remove_host_dirs(name)
+            return deleted
         assert last is not None
         raise last
+
+    async def _remove_host_dirs(self, name: str) -> None:
+        """The empty runc and task directories of the deleted namespace ``name``. Only
+        after containerd deleted it: its caller owns the name (a realm being deleted), so
+        no task of it is being created meanwhile, which would need them again."""
+        parents = [RUNC_ROOT]
+        if (task_dirs := task_dirs_root(await self._client.content_root())) is not None:
+            parents.append(task_dirs)
+        await asyncio.to_thread(remove_empty_namespace_dirs, name, parents)
 
     async def _empty(self, name: str) -> None:
         client = self._client
