@@ -33,6 +33,7 @@ from kukeon.api.validation import (
     droppable_unknown,
     field_errors_from_pydantic,
     format_path,
+    in_document_order,
     without,
 )
 
@@ -125,7 +126,8 @@ def _parse(doc: Mapping[str, Any], drop: list[Location] | None) -> AnyResource |
             return None
         errors = [e for e in field_errors_from_pydantic(exc) if e.field not in explained] + errors
     if errors:
-        raise InvalidResource(kind.value, display_name(kind, doc), dedupe(errors))
+        ordered = in_document_order(errors, doc)
+        raise InvalidResource(kind.value, display_name(kind, doc), dedupe(ordered))
     return resource
 
 

@@ -13,6 +13,7 @@ their mistakes at once instead of fixing them one by one:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -403,3 +404,51 @@ def _tty_default_errors(
 
 def dedupe(errors: Iterable[FieldError]) -> list[FieldError]:
     return list(dict.fromkeys(errors))
+
+
+# --- the order a reader meets the errors in -------------------------------------------------
+
+_IDENTITY_FIELDS = ("apiVersion", "kind", "metadata")
+"""What a document is comes before what it asks for, wherever the document puts them."""
+
+_PATH_STEP = re.compile(r"\[([^\]]*)\]|([^.\[]+)")
+"""One step of a ``format_path`` path: ``[index]`` / ``[key]``, or a field name."""
+
+
+def in_document_order(errors: Iterable[FieldError], doc: Mapping[str, Any]) -> list[FieldError]:
+    """``errors`` in the order a reader meets their fields: the whole document's first, then
+    ``apiVersion``, ``kind`` and ``metadata``, then the rest as ``doc`` has them (keys in its
+    order, list items by index). A field ``doc`` lacks (``required``) comes after its
+    present siblings; errors of one field keep the order they were found in."""
+    return sorted(errors, key=lambda error: _document_place(error.field, doc))
+
+
+def _document_place(field: str, doc: Mapping[str, Any]) -> tuple[int, ...]:
+    """Where ``field`` (a ``format_path`` path) is in ``doc``: a position at each level."""
+    steps = [index or name for index, name in _PATH_STEP.findall(field)]
+    if not steps:
+        return ()
+    first = steps[0]
+    if first in _IDENTITY_FIELDS:
+        place = [_IDENTITY_FIELDS.index(first)]
+    else:
+        place = [len(_IDENTITY_FIELDS) + _position(doc, first)]
+    value = doc.get(first)
+    for step in steps[1:]:
+        if isinstance(value, Mapping):
+            place.append(_position(value, step))
+            value = value.get(step)
+        elif isinstance(value, list) and step.isascii() and step.isdigit():
+            place.append(int(step))
+            value = value[int(step)] if int(step) < len(value) else None
+        else:
+            break
+    return tuple(place)
+
+
+def _position(mapping: Mapping[str, Any], key: str) -> int:
+    """``key``'s position among ``mapping``'s keys; after all of them when it is not one."""
+    for position, present in enumerate(mapping):
+        if present == key:
+            return position
+    return len(mapping)

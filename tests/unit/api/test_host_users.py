@@ -61,10 +61,11 @@ def test_nested_cgroup_runtime_and_every_mistake_at_once() -> None:
             {"hostUsers": False, "nestedCgroupRuntime": True}, privileged=True, hostNetwork=True
         )
     )
+    # in the document's order: its containers come before nestedCgroupRuntime
     assert [name for name, _ in found] == [
-        "spec.nestedCgroupRuntime",
         "spec.containers[0].privileged",
         "spec.containers[0].hostNetwork",
+        "spec.nestedCgroupRuntime",
     ]
 
 

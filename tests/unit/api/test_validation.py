@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from kukeon.api import FieldError, InvalidResource, parse_resource
+from kukeon.api.validation import in_document_order
 from tests.unit.api.samples import (
     cell_doc,
     container,
@@ -72,6 +75,50 @@ def test_every_error_of_a_document_is_reported_at_once() -> None:
         "spec.containers[2].id",
         "spec.containers[2].restartBackoffSeconds",
     }
+
+
+def test_errors_come_in_the_order_a_reader_meets_their_fields() -> None:
+    # A manifest missing both apiVersion and spec.containers said spec.containers first:
+    # what the document is comes first (kubectl's order), then its fields as written.
+    bare = {"kind": "Cell", "metadata": {"name": "web"}, "spec": {"realmId": "default"}}
+    assert fields(bare) == ["apiVersion", "spec.containers"]
+    doc = cell_doc(
+        containers=[
+            container("a", env=["NOVALUE"]),
+            container("a", volumes=[{"target": "relative"}]),
+        ],
+        rootContainerId="missing",
+    )
+    doc["metadata"]["name"] = "Web"
+    doc["spec"] = {"id": "other", **doc["spec"]}
+    # pydantic's errors and the rules across fields (spec.id, the duplicate id) interleave;
+    # a missing field (volumes[0].source) comes after its present siblings
+    assert fields(doc) == [
+        "metadata.name",
+        "spec.id",
+        "spec.containers[0].env[0]",
+        "spec.containers[1].id",
+        "spec.containers[1].volumes[0].target",
+        "spec.containers[1].volumes[0].source",
+        "spec.rootContainerId",
+    ]
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=12,
+)
+
+
+@given(
+    doc=st.dictionaries(st.sampled_from(["apiVersion", "metadata", "spec", "x"]), _json_values),
+    errors=st.lists(st.builds(FieldError, st.text(alphabet="ab.[]0123x", max_size=12), st.text())),
+)
+def test_ordering_keeps_every_error_whatever_the_paths(
+    doc: dict[str, Any], errors: list[FieldError]
+) -> None:
+    assert sorted(in_document_order(errors, doc)) == sorted(errors)
 
 
 # --- names are DNS-1123 labels -------------------------------------------------------------
