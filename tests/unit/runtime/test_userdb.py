@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import gzip
 import hashlib
 import io
+import pickle
 import tarfile
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Protocol, TypeVar
@@ -13,7 +15,13 @@ import pytest
 from backports import zstd
 
 from kukeon.runtime.containerd.content import ContentInfo
-from kukeon.runtime.containerd.userdb import ImageLayer, read_image_user_database
+from kukeon.runtime.containerd.specerrors import FieldError
+from kukeon.runtime.containerd.userdb import (
+    CutText,
+    ImageLayer,
+    read_image_user_database,
+    resolve_user,
+)
 
 GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
@@ -212,3 +220,47 @@ async def test_a_zstd_layer_is_read_as_a_gzip_one() -> None:
     )
     with pytest.raises(ValueError, match=f"layer {cut.digest} cannot be read: .*truncated"):
         await read_image_user_database(store, [cut])
+
+
+def _filler(prefix: str, fields: str, size: int) -> bytes:
+    """Exactly ``size`` bytes of lines ``prefix<N>:<fields>``, a comment line to fill up."""
+    lines = bytearray()
+    number = 0
+    while len(line := f"{prefix}{number}:{fields}\n".encode()) + 2 <= size - len(lines):
+        lines += line
+        number += 1
+    return bytes(lines) + b"#" * (size - len(lines) - 1) + b"\n"
+
+
+async def test_a_name_past_the_part_read_of_a_large_file_is_said_to_be_past_it() -> None:
+    # Only the first 4 MiB of /etc/passwd and /etc/group are read (kukeond's memory); a user
+    # listed after them was "not found in the image's /etc/passwd", which it is.
+    limit = 4 * 1024 * 1024
+    long = "c" * 4000  # few lines: parsing 4 MiB of short ones takes seconds
+    head = _filler("u", f"x:1:1:{long}:/:/bin/sh", limit - len(b"edge:x:1234:56"))
+    straddling = b"edge:x:1234:5678::/home/edge:/bin/sh\n"  # cut in its gid at the bound
+    passwd_bytes = head + straddling + b"app:x:1000:1000::/home/app:/bin/sh\n"
+    group_bytes = _filler("g", f"x:1:{long}", limit) + b"staff:x:50:app\n"
+    store = ReadOnlyStore()
+    layer = add_layer(store, {"etc/passwd": passwd_bytes, "etc/group": group_bytes})
+    passwd, group = await read_image_user_database(store, [layer])
+    assert isinstance(passwd, CutText)
+    assert isinstance(group, CutText)
+    assert (passwd.size, group.size) == (len(passwd_bytes), len(group_bytes))
+    assert passwd == head.decode()  # whole lines only: never edge with gid 56
+    assert pickle.loads(pickle.dumps(passwd)).size == copy.deepcopy(passwd).size == passwd.size
+    assert resolve_user("u7", "", passwd=passwd, group=group).uid == 1
+    past = "kukeon reads its first 4 MiB and"
+    for user, why in (
+        ("app", f"/etc/passwd: the file is {len(passwd_bytes)} bytes; {past} 'app' is not"),
+        ("edge", f"/etc/passwd: the file is {len(passwd_bytes)} bytes; {past} 'edge' is not"),
+        ("u1:staff", f"/etc/group: the file is {len(group_bytes)} bytes; {past} 'staff' is not"),
+    ):
+        with pytest.raises(FieldError) as cut:
+            resolve_user(user, "", passwd=passwd, group=group)
+        assert why in cut.value.reason
+    assert cut.value.reason.endswith("in them (give the group as a gid)")
+    # a file read whole still says only that the name is not in it
+    with pytest.raises(FieldError) as whole:
+        resolve_user("app", "", passwd=head.decode(), group=None)
+    assert whole.value.reason == "user 'app' not found in the image's /etc/passwd"

@@ -30,6 +30,7 @@ from kukeon.runtime.containerd.specerrors import FieldError
 
 USER_DATABASE_FILES: Final = ("etc/passwd", "etc/group")
 _MAX_USER_DATABASE_BYTES: Final = 4 * 1024 * 1024
+"""How much of each file is read: the bound keeps an image's megabytes out of kukeond."""
 _MAX_ID: Final = 2**31 - 1
 """runc's bound (its libcontainer/user: 'uids and gids must be in range 0-2147483647'),
 below the kernel's 2^32-2: a larger id failed the container's create on the node, retried
@@ -37,6 +38,22 @@ for ever as an unexpected error."""
 
 
 # --- parsing and resolving ----------------------------------------------------------------
+
+
+class CutText(str):
+    """The first ``_MAX_USER_DATABASE_BYTES`` of a larger file, up to its last whole line
+    (a line cut short would give a wrong gid or home); ``size`` is the whole file's, so a
+    name not found in it is said to be not found in the part read."""
+
+    size: int
+
+    def __new__(cls, text: str, size: int) -> CutText:
+        cut = super().__new__(cls, text)
+        cut.size = size
+        return cut
+
+    def __reduce__(self) -> tuple[type[CutText], tuple[str, int]]:
+        return (CutText, (str(self), self.size))
 
 
 class PasswdEntry(NamedTuple):
@@ -105,7 +122,8 @@ def resolve_user(
     ``container_user``/``image_user`` are ``user``, ``uid``, ``user:group`` or ``uid:gid``
     (root when both are empty); ``passwd``/``group`` are the image's files (``None`` when it
     has none). A name the files do not hold is a :class:`FieldError` on ``user`` (or on
-    ``image config User`` when the image's user is the one used). Supplementary groups (the
+    ``image config User`` when the image's user is the one used), which says when the file
+    was larger than what was read of it (a ``CutText``). Supplementary groups (the
     image's groups listing the user) come only with ``user`` or ``uid``, and the home is
     the passwd entry's, else ``/``: docker's rules.
     """
@@ -115,9 +133,9 @@ def resolve_user(
     users = parse_passwd(passwd) if passwd is not None else []
     groups = parse_group(group) if group is not None else []
 
-    uid, entry = _resolve_uid(user_part, field, users, has_passwd=passwd is not None)
+    uid, entry = _resolve_uid(user_part, field, users, text=passwd)
     if group_part:
-        gid = _resolve_gid(group_part, field, groups, has_group=group is not None)
+        gid = _resolve_gid(group_part, field, groups, text=group)
     else:
         gid = _image_id(entry.gid, "gid", entry.name, field) if entry is not None else 0
 
@@ -158,29 +176,43 @@ def check_user(text: str, field: str = "user") -> tuple[str, str]:
 
 
 def _resolve_uid(
-    user: str, field: str, users: Sequence[PasswdEntry], *, has_passwd: bool
+    user: str, field: str, users: Sequence[PasswdEntry], *, text: str | None
 ) -> tuple[int, PasswdEntry | None]:
     """The uid of ``user`` and its passwd entry (``None`` for a uid the image does not list)."""
     if _is_number(user):
         uid = _check_id(int(user), field)
         return uid, next((e for e in users if e.uid == uid), None)
-    if not has_passwd:
+    if text is None:
         raise FieldError(field, f"user {user!r} cannot be resolved: the image has no /etc/passwd")
     entry = next((e for e in users if e.name == user), None)
     if entry is None:
-        raise FieldError(field, f"user {user!r} not found in the image's /etc/passwd")
+        raise FieldError(field, _not_found("user", user, "passwd", text))
     return _image_id(entry.uid, "uid", user, field), entry
 
 
-def _resolve_gid(group: str, field: str, groups: Sequence[GroupEntry], *, has_group: bool) -> int:
+def _resolve_gid(group: str, field: str, groups: Sequence[GroupEntry], *, text: str | None) -> int:
     if _is_number(group):
         return _check_id(int(group), field)
-    if not has_group:
+    if text is None:
         raise FieldError(field, f"group {group!r} cannot be resolved: the image has no /etc/group")
     entry = next((g for g in groups if g.name == group), None)
     if entry is None:
-        raise FieldError(field, f"group {group!r} not found in the image's /etc/group")
+        raise FieldError(field, _not_found("group", group, "group", text))
     return _image_id(entry.gid, "gid", group, field, file="group")
+
+
+def _not_found(what: str, name: str, file: str, text: str) -> str:
+    """Why ``name`` is not resolved: not in the image's file, or not in the part of it read
+    (a name further down is there, and only a number names it without the file)."""
+    said = f"{what} {name!r} not found in the image's /etc/{file}"
+    if not isinstance(text, CutText):
+        return said
+    numbers = "uid:gid" if what == "user" else "a gid"
+    return (
+        f"{said}: the file is {text.size} bytes; kukeon reads its first "
+        f"{_MAX_USER_DATABASE_BYTES >> 20} MiB and {name!r} is not in them (give the {what} "
+        f"as {numbers})"
+    )
 
 
 def _is_number(text: str) -> bool:
@@ -222,8 +254,8 @@ async def read_image_user_database(
     leads to inside the image (``imagefs.resolve_files``: every layer's names merged,
     absolute targets from the image's root), read the same way. Each layer streams through
     ``layerread`` (nothing but the wanted files, at most ``_MAX_USER_DATABASE_BYTES`` each,
-    is kept); gzip, zstd and plain layers alike. A layer on the way that does not read
-    raises ``ValueError`` naming it.
+    is kept: a larger file is a ``CutText``); gzip, zstd and plain layers alike. A layer on
+    the way that does not read raises ``ValueError`` naming it.
     """
     found, linked = await _read_files(store, layers, USER_DATABASE_FILES)
     if linked:
@@ -254,11 +286,20 @@ async def _read_files(
     return found, linked
 
 
+def _file_text(member: Member, data: bytes) -> str:
+    """The text of a file of the image read whole, or its whole lines in a CutText."""
+    if len(data) >= member.size:
+        return data.decode("utf-8", errors="replace")
+    whole_lines = data[: data.rfind(b"\n") + 1]
+    return CutText(whole_lines.decode("utf-8", errors="replace"), member.size)
+
+
 class _UserFiles:
     """Visits a layer's members for the wanted files: their last entry, content (the first
-    ``_MAX_USER_DATABASE_BYTES``) or kind, and what hides them from the layers below:
-    whiteouts and opaque directories (of them or of a directory above them), a directory
-    above them replaced by something else; symlinks among them are noted."""
+    ``_MAX_USER_DATABASE_BYTES``, a ``CutText`` when there is more) or kind, and what hides
+    them from the layers below: whiteouts and opaque directories (of them or of a directory
+    above them), a directory above them replaced by something else; symlinks among them are
+    noted."""
 
     def __init__(self, wanted: Sequence[str], *, links: dict[str, list[str]] | None = None) -> None:
         self.wanted = frozenset(wanted)
@@ -313,8 +354,9 @@ class _UserFiles:
         return 0
 
     def content(self, member: Member, data: bytes) -> None:
+        text = _file_text(member, data)
         for path in self.links.get(member.name, [member.name]):
-            self.texts[path] = data.decode("utf-8", errors="replace")
+            self.texts[path] = text
         # The whole of a file settles it whatever comes after it (a whiteout of it in the
         # same layer would be a malformed layer): once every wanted file is read, stop.
         if not self.links and self.wanted <= self.texts.keys():
