@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 import pytest
 from backports import zstd
 
+from kukeon.runtime.containerd import userdb
 from kukeon.runtime.containerd.content import ContentInfo
 from kukeon.runtime.containerd.specerrors import FieldError
 from kukeon.runtime.containerd.userdb import (
@@ -264,3 +265,30 @@ async def test_a_name_past_the_part_read_of_a_large_file_is_said_to_be_past_it()
     with pytest.raises(FieldError) as whole:
         resolve_user("app", "", passwd=head.decode(), group=None)
     assert whole.value.reason == "user 'app' not found in the image's /etc/passwd"
+
+
+def test_a_user_resolved_once_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The spec is built at every pass, on the event loop: an image's 4 MiB /etc/group of
+    short lines took over a second to parse each time (helper-235). The same arguments are
+    answered from what was found; other files, users or a name not found are looked up."""
+    parsed: list[int] = []
+    real = userdb.parse_group
+
+    def counting(text: str) -> list[userdb.GroupEntry]:
+        parsed.append(len(text))
+        return real(text)
+
+    monkeypatch.setattr(userdb, "parse_group", counting)
+    passwd = "app:x:1000:1000::/home/app:/bin/sh\n"
+    group = "".join(f"g{n}:x:{n + 2000}:app\n" for n in range(3)) + "\n"
+    first = resolve_user("app", "", passwd=passwd, group=group)
+    first.additional_gids.append(99)  # the caller's copy: what is kept stays as found
+    again = resolve_user("app", "", passwd=passwd, group="".join(group))
+    assert again == (1000, 1000, [2000, 2001, 2002], "/home/app")
+    assert len(parsed) == 1
+    resolve_user("app", "", passwd=passwd, group=group + "g9:x:2009:app\n")
+    assert len(parsed) == 2
+    for _ in range(2):
+        with pytest.raises(FieldError):
+            resolve_user("nobody-here", "", passwd=passwd, group=group)
+    assert len(parsed) == 4

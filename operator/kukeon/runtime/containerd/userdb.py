@@ -14,6 +14,7 @@ off the event loop).
 from __future__ import annotations
 
 import posixpath
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Final, NamedTuple
 
@@ -114,7 +115,38 @@ def parse_group(text: str) -> list[GroupEntry]:
     return entries
 
 
+_RESOLVED_KEPT: Final = 256
+_resolved: OrderedDict[tuple[object, ...], ResolvedUser] = OrderedDict()
+"""What ``resolve_user`` found, by its arguments (the files by length and hash): the spec
+is built at every pass on the event loop, and parsing an image's 4 MiB /etc/group of short
+lines takes over a second (an image author's file stalled every tenant's cells each pass)."""
+
+
+def _fingerprint(text: str | None) -> tuple[int, int] | None:
+    # str caches its hash: the image's files, kept by image digest, cost nothing again;
+    # the hash is keyed per process (PYTHONHASHSEED), so no image can aim a collision.
+    return None if text is None else (len(text), hash(text))
+
+
 def resolve_user(
+    container_user: str | None, image_user: str, *, passwd: str | None, group: str | None
+) -> ResolvedUser:
+    """``resolve_user_uncached``'s answer, remembered for the same arguments (see ``_resolved``);
+    a name not found is looked for again each time (it raises)."""
+    key = (container_user, image_user, _fingerprint(passwd), _fingerprint(group))
+    found = _resolved.get(key)
+    if found is None:
+        found = _resolved[key] = resolve_user_uncached(
+            container_user, image_user, passwd=passwd, group=group
+        )
+        if len(_resolved) > _RESOLVED_KEPT:
+            _resolved.popitem(last=False)
+    else:
+        _resolved.move_to_end(key)
+    return found._replace(additional_gids=list(found.additional_gids))
+
+
+def resolve_user_uncached(
     container_user: str | None, image_user: str, *, passwd: str | None, group: str | None
 ) -> ResolvedUser:
     """uid, gid, supplementary gids and home of the container's (or else the image's) user.
