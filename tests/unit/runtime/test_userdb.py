@@ -79,7 +79,8 @@ class ReadOnlyStore:
 
 
 def layer_tar(entries: dict[str, bytes | str | None], *, compress: bool = True) -> bytes:
-    """A layer: bytes are files, a str starting with '->' a symlink, None a directory."""
+    """A layer: bytes are files, a str starting with '->' a symlink ('=>' a hard link), None
+    a directory."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         for name, content in entries.items():
@@ -88,8 +89,8 @@ def layer_tar(entries: dict[str, bytes | str | None], *, compress: bool = True) 
                 info.type = tarfile.DIRTYPE
                 tar.addfile(info)
             elif isinstance(content, str):
-                info.type = tarfile.SYMTYPE
-                info.linkname = content.removeprefix("->")
+                info.type = tarfile.LNKTYPE if content.startswith("=>") else tarfile.SYMTYPE
+                info.linkname = content.removeprefix("->").removeprefix("=>")
                 tar.addfile(info)
             else:
                 info.size = len(content)
@@ -250,7 +251,7 @@ async def test_a_name_past_the_part_read_of_a_large_file_is_said_to_be_past_it()
     assert (passwd.size, group.size) == (len(passwd_bytes), len(group_bytes))
     assert passwd == head.decode()  # whole lines only: never edge with gid 56
     assert pickle.loads(pickle.dumps(passwd)).size == copy.deepcopy(passwd).size == passwd.size
-    assert resolve_user("u7", "", passwd=passwd, group=group).uid == 1
+    assert resolve_user("u7", "", passwd=passwd, group=None).uid == 1
     past = "kukeon reads its first 4 MiB and"
     for user, why in (
         ("app", f"/etc/passwd: the file is {len(passwd_bytes)} bytes; {past} 'app' is not"),
@@ -265,6 +266,83 @@ async def test_a_name_past_the_part_read_of_a_large_file_is_said_to_be_past_it()
     with pytest.raises(FieldError) as whole:
         resolve_user("app", "", passwd=head.decode(), group=None)
     assert whole.value.reason == "user 'app' not found in the image's /etc/passwd"
+
+
+GROUP: dict[str, bytes | str | None] = {"etc/group": b"staff:x:50:app\n"}
+
+
+async def test_an_empty_file_in_an_upper_layer_hides_the_lower_one() -> None:
+    # overlayfs shows the upper, empty /etc/passwd; its being empty asked no content of the
+    # tar, so the lower file showed through and 'app' ran as 1000 where docker refuses it.
+    store = ReadOnlyStore()
+    base = add_layer(store, {"etc/passwd": b"app:x:1000:1000::/home/app:/bin/sh\n", **GROUP})
+    empties: list[dict[str, bytes | str | None]] = [
+        {"etc/passwd": b""},
+        {"etc/passwd": b"", "etc/group": b""},
+        {"etc/real": b"", "etc/passwd": "=>etc/real"},  # a hard link to an empty file
+        {"etc/real": b"", "etc/passwd": "->real"},  # a symlink to one
+        {"usr/passwd": b"", "etc/passwd": "->/usr/passwd"},
+    ]
+    for top in empties:
+        upper = add_layer(store, top)
+        passwd, group = await read_image_user_database(store, [base, upper])
+        assert passwd == "", top
+        assert group == ("" if "etc/group" in top else "staff:x:50:app\n"), top
+        with pytest.raises(FieldError, match="'app' not found in the image's /etc/passwd"):
+            resolve_user("app", "", passwd=passwd, group=group)
+        assert resolve_user("1000", "", passwd=passwd, group=group) == (1000, 0, [], "/")
+    # the whiteout and the opaque etc of the same upper layer still hide it
+    hiding: list[dict[str, bytes | str | None]] = [
+        {"etc/.wh.passwd": b""},
+        {"etc/.wh..wh..opq": b"", "etc/group": b""},
+    ]
+    for top in hiding:
+        upper = add_layer(store, top)
+        assert (await read_image_user_database(store, [base, upper]))[0] is None, top
+    # an empty file over a whiteout of its lower self in one layer is the empty file
+    again = add_layer(store, {"etc/.wh.passwd": b"", "etc/passwd": b""})
+    assert await read_image_user_database(store, [base, again]) == ("", "staff:x:50:app\n")
+
+
+def test_what_a_cut_file_may_hold_past_the_part_read_is_not_guessed() -> None:
+    # A uid not in the part read of a cut /etc/passwd may be listed past it: its gid and home
+    # are unknown (it ran with gid 0 and home /); the groups listing a user may be past the
+    # part read of a cut /etc/group (they were silently missing). Both are said, with the fix.
+    passwd_whole = "app:x:1000:1000::/home/app:/bin/sh\n"
+    passwd = CutText(passwd_whole, 5 * 1024 * 1024)
+    group = CutText("staff:x:50:app\n", 6 * 1024 * 1024)
+    with pytest.raises(FieldError) as unknown_uid:
+        resolve_user("4321", "", passwd=passwd, group=None)
+    assert unknown_uid.value.field == "user"
+    assert unknown_uid.value.reason == (
+        "uid 4321's gid and home are not known: the image's /etc/passwd is 5242880 bytes; "
+        "kukeon reads its first 4 MiB and uid 4321 is not in them (give the user as uid:gid; "
+        "HOME is then / unless env sets it)"
+    )
+    with pytest.raises(FieldError) as image_user:  # the image's USER: said of its field
+        resolve_user(None, "4321", passwd=passwd, group=None)
+    assert image_user.value.field == "image config User"
+    for user in ("app", "1000"):
+        with pytest.raises(FieldError) as unknown_groups:
+            resolve_user(user, "", passwd=passwd, group=group)
+        assert unknown_groups.value.reason == (
+            "the groups listing 'app' are not known: the image's /etc/group is 6291456 bytes; "
+            "kukeon reads its first 4 MiB (give the user as user:group or uid:gid, which take "
+            "no supplementary groups)"
+        )
+    # what the fix asks for runs: as given, home / for a uid the part read does not list
+    assert resolve_user("4321:77", "", passwd=passwd, group=group) == (4321, 77, [], "/")
+    assert resolve_user("app:staff", "", passwd=passwd, group=group) == (1000, 50, [], "/home/app")
+    assert resolve_user("1000", "", passwd=passwd, group=None) == (1000, 1000, [], "/home/app")
+    # files read whole keep docker's answer: an unlisted uid is gid 0, home /
+    whole = resolve_user("4321", "", passwd=passwd_whole, group="staff:x:50:app\n")
+    assert whole == (4321, 0, [], "/")
+    assert resolve_user("app", "", passwd=passwd_whole, group="staff:x:50:app\n") == (
+        1000,
+        1000,
+        [50],
+        "/home/app",
+    )
 
 
 def test_a_user_resolved_once_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:

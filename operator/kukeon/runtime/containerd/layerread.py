@@ -99,10 +99,11 @@ class Member(NamedTuple):
 class TarVisitor(Protocol):
     def member(self, member: Member) -> int:
         """Called for each member, in the tar's order: how many bytes of its content to
-        hand to ``content`` (0: none). May raise ``StopReading``."""
+        hand to ``content`` (0: none; more: ``content`` is called, with ``b""`` for an
+        empty member). May raise ``StopReading``."""
 
     def content(self, member: Member, data: bytes) -> None:
-        """The first bytes of ``member`` that ``member`` asked for."""
+        """The first bytes of ``member`` that ``member`` asked for (all it has, if fewer)."""
 
 
 class BlobReader(Protocol):
@@ -271,7 +272,8 @@ class TarStream:
         has_data = info.isreg() or info.type not in tarfile.SUPPORTED_TYPES
         stored = size if has_data else 0
         member = Member(normalised(name), _kind(info), linkname, stored)
-        wanted = min(self._visitor.member(member), stored)
+        asked = self._visitor.member(member)
+        wanted = min(asked, stored)
         self._state, self._need = "header", _BLOCK
         if wanted > 0:
             self._member, self._wanted = member, wanted
@@ -280,6 +282,10 @@ class TarStream:
             self._rest = _padded(stored) - wanted
         else:
             self._skip = _padded(stored)
+            if asked > 0:
+                # An empty file asked for is handed over empty: it is a file (an empty
+                # /etc/passwd over a lower one is what overlayfs shows), not nothing.
+                self._visitor.content(member, b"")
 
     def _content_done(self) -> None:
         member = self._member

@@ -157,7 +157,10 @@ def resolve_user_uncached(
     ``image config User`` when the image's user is the one used), which says when the file
     was larger than what was read of it (a ``CutText``). Supplementary groups (the
     image's groups listing the user) come only with ``user`` or ``uid``, and the home is
-    the passwd entry's, else ``/``: docker's rules.
+    the passwd entry's, else ``/``: docker's rules. Where those rules need what a cut file
+    may hold past the part read (a uid it does not list, given without a gid; the groups
+    listing a user given without a group), the answer is unknown: a ``FieldError`` asking
+    for the ids (``uid:gid`` is then taken as given, home ``/``).
     """
     text = container_user or image_user or "0"
     field = "user" if container_user else "image config User"
@@ -166,6 +169,14 @@ def resolve_user_uncached(
     groups = parse_group(group) if group is not None else []
 
     uid, entry = _resolve_uid(user_part, field, users, text=passwd)
+    if entry is None and isinstance(passwd, CutText) and not group_part:
+        # Not in the part read is not "not listed": its gid and home may be further down.
+        raise FieldError(
+            field,
+            f"uid {uid}'s gid and home are not known: {_part_read('passwd', passwd)} and "
+            f"uid {uid} is not in them (give the user as uid:gid; HOME is then / unless env "
+            "sets it)",
+        )
     if group_part:
         gid = _resolve_gid(group_part, field, groups, text=group)
     else:
@@ -176,6 +187,12 @@ def resolve_user_uncached(
     # a uid the image does not list has no home but `/`, root's included.
     additional: list[int] = []
     if entry is not None and not group_part:
+        if isinstance(group, CutText):  # a group listing the user may be further down
+            raise FieldError(
+                field,
+                f"the groups listing {entry.name!r} are not known: {_part_read('group', group)} "
+                "(give the user as user:group or uid:gid, which take no supplementary groups)",
+            )
         listing = [g for g in groups if entry.name in g.members]
         ids = {_image_id(g.gid, "gid", g.name, field, file="group") for g in listing}
         additional = sorted(ids - {gid})
@@ -244,6 +261,13 @@ def _not_found(what: str, name: str, file: str, text: str) -> str:
         f"{said}: the file is {text.size} bytes; kukeon reads its first "
         f"{_MAX_USER_DATABASE_BYTES >> 20} MiB and {name!r} is not in them (give the {what} "
         f"as {numbers})"
+    )
+
+
+def _part_read(file: str, text: CutText) -> str:
+    return (
+        f"the image's /etc/{file} is {text.size} bytes; kukeon reads its first "
+        f"{_MAX_USER_DATABASE_BYTES >> 20} MiB"
     )
 
 
