@@ -343,6 +343,12 @@ def test_what_a_cut_file_may_hold_past_the_part_read_is_not_guessed() -> None:
         [50],
         "/home/app",
     )
+    # ... and those answers, remembered, are not given for cut files of the same text
+    assert resolve_user("4321", "", passwd=passwd_whole, group=None) == (4321, 0, [], "/")
+    with pytest.raises(FieldError, match="uid 4321's gid and home are not known"):
+        resolve_user("4321", "", passwd=passwd, group=None)
+    with pytest.raises(FieldError, match="the groups listing 'app' are not known"):
+        resolve_user("app", "", passwd=passwd_whole, group=group)
 
 
 def test_a_user_resolved_once_is_not_parsed_again(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -122,10 +122,14 @@ is built at every pass on the event loop, and parsing an image's 4 MiB /etc/grou
 lines takes over a second (an image author's file stalled every tenant's cells each pass)."""
 
 
-def _fingerprint(text: str | None) -> tuple[int, int] | None:
+def _fingerprint(text: str | None) -> tuple[int, int, int] | None:
     # str caches its hash: the image's files, kept by image digest, cost nothing again;
     # the hash is keyed per process (PYTHONHASHSEED), so no image can aim a collision.
-    return None if text is None else (len(text), hash(text))
+    # A CutText equal to a whole file is not answered alike (what it may hold past the
+    # part read is asked for), so whether the text is cut, and its file's size, count.
+    if text is None:
+        return None
+    return (len(text), hash(text), text.size if isinstance(text, CutText) else -1)
 
 
 def resolve_user(
