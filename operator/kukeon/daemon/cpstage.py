@@ -511,18 +511,25 @@ class Upload:
         self._committed = True
 
     async def close(self) -> None:
-        """End the rewriting and remove what is staged, unless committed. Call once tar
-        can write no more (exited or killed)."""
+        """End the rewriting and remove what is staged, unless committed, then the journal,
+        in one thread job: a kukeond stopping (SIGTERM) cancels this handler, and a second
+        hop to a thread after the removal was left undone at exit, the journal kept for
+        files already gone. A job once started ends before kukeond exits (asyncio.run waits
+        for its executor). Call once tar can write no more (exited or killed)."""
         if self._writer is not None:
             await self._writer.close()
+        root, self._root = self._root, None
+        await asyncio.to_thread(self._end, root)
+
+    def _end(self, root: int | None) -> None:
+        """What ``close`` does once the rewriting ended. Blocking."""
         try:
-            if not self._committed and self._root is not None and self.staging.staged:
-                await asyncio.to_thread(self._directory().discard, self.staging.staged)
+            if not self._committed and root is not None and self.staging.staged:
+                ContainerDirectory(root, self.unpack_in).discard(self.staging.staged)
         finally:
-            if self._root is not None:
-                os.close(self._root)
-                self._root = None
-            await asyncio.to_thread(self._forget_journal)
+            if root is not None:
+                os.close(root)
+            self._forget_journal()
 
     def _forget_journal(self) -> None:
         """Nothing staged is left to remove: the journal goes. Blocking."""
